@@ -1,0 +1,160 @@
+"""`honk serve | web | worker | run` (CONTRACT section 1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from app.db import DatabaseUnavailable
+from app.settings import Settings, SettingsError, load_settings
+from app.state import HonkState
+
+log = logging.getLogger("honk")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="honk", description="Hand GitHub issues and reviews to Claude.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in (("serve", "webhook receiver, pages and worker in one process"),
+                            ("web", "webhook receiver and pages only")):
+        cmd = commands.add_parser(name, help=help_text)
+        cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        cmd.add_argument("--port", type=int, default=None, help="port (default $PORT, else 3000)")
+    commands.add_parser("worker", help="worker only; any number may share one database")
+    run = commands.add_parser("run", help="run the agent on a local checkout, without GitHub")
+    run.add_argument("--repo", type=Path, required=True, help="path to a git checkout")
+    run.add_argument("task", help="what to do, in words")
+    args = parser.parse_args(argv)
+
+    _configure_logging()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"honk: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command in ("serve", "web"):
+            port = args.port if args.port is not None else _port_from_env()
+            return asyncio.run(_serve(settings, args.host, port, with_worker=args.command == "serve"))
+        if args.command == "worker":
+            return asyncio.run(_worker(settings))
+        from app.agent.local import run_local  # the agent is heavy; only `run` needs it here
+        return asyncio.run(run_local(settings, args.repo, args.task))
+    except DatabaseUnavailable as exc:
+        print(f"honk: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool) -> int:
+    state = _prepare(settings, host)
+    state.public_url = settings.honk_public_url or f"http://{host}:{port}"
+    from app.web import create_app
+
+    server = _Server(uvicorn.Config(create_app(state), host=host, port=port, log_config=None,
+                                    access_log=False, lifespan="off"))
+    stop = asyncio.Event()
+
+    async def web() -> None:
+        try:
+            await server.serve()
+        finally:
+            stop.set()
+
+    with _signals(stop, server):
+        log.info("honk %s listening on http://%s:%d (database %s)", "serve" if with_worker else "web", host,
+                 port, state.db.safe_url)
+        if with_worker:
+            worker = _make_worker(state)
+            state.on_job_queued.append(worker.wake)
+            await asyncio.gather(web(), worker.run(stop))
+        else:
+            await web()
+    state.db.dispose()
+    return 0 if server.started else 1
+
+
+async def _worker(settings: Settings) -> int:
+    state = _prepare(settings, host="")
+    worker = _make_worker(state)
+    stop = asyncio.Event()
+    with _signals(stop):
+        await worker.run(stop)
+    state.db.dispose()
+    return 0
+
+
+def _prepare(settings: Settings, host: str) -> HonkState:
+    state = HonkState.create(settings, listen_host=host)
+    state.db.migrate()
+    missing = settings.missing_github()
+    if missing:
+        log.warning("GitHub is not configured: set %s (Honk answers webhooks only once they are set)",
+                    ", ".join(missing))
+    if settings.honk_sandbox == "none":
+        log.warning("HONK_SANDBOX=none: the model's commands run WITHOUT a sandbox")
+    return state
+
+
+def _make_worker(state: HonkState):
+    from app.handlers import handlers
+    from app.worker import Worker
+
+    return Worker(state.queue, handlers, state.settings)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: Honk stops the web server and the worker together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event, server: uvicorn.Server | None = None) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signum: int) -> None:
+        if stop.is_set() and server is not None:
+            server.force_exit = True  # a second Ctrl-C: stop now
+        log.info("received %s: stopping (running jobs finish or go back to the queue)",
+                 signal.Signals(signum).name)
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, request_stop, signum)
+    try:
+        yield
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _port_from_env() -> int:
+    value = os.environ.get("PORT", "3000")
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"honk: PORT: not a port number (got {value!r})") from None
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=os.environ.get("HONK_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

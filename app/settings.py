@@ -1,0 +1,173 @@
+"""Honk's settings: one typed object read from the environment and `.env` (CONTRACT section 1).
+
+Field names are the environment variable names, lower-cased; pydantic-settings matches them
+case-insensitively. Anything wrong becomes one `SettingsError` line that names the variable.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A missing or malformed setting, worded for the operator: one line, naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+
+    # GitHub App
+    github_app_id: int | None = None
+    github_private_key: SecretStr | None = None
+    github_private_key_path: Path | None = None
+    github_webhook_secret: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+
+    # Read by the anthropic SDK itself; kept here so Honk can redact them and report what is missing.
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+
+    # What asks Honk to work
+    honk_model: str = "claude-opus-5-5"
+    honk_label: str = "honk"
+    honk_trigger: str = "@honk"
+    honk_branch_prefix: str = "honk/"
+
+    # Where things live
+    honk_data_dir: Path = Path(".honk")
+    honk_database_url: str | None = None
+    honk_public_url: str | None = None
+    honk_dashboard_token: SecretStr | None = None
+
+    # Sandbox for the model's commands
+    honk_sandbox: Literal["bwrap", "none"] = "bwrap"
+
+    # Worker and queue
+    honk_worker_concurrency: int = Field(2, ge=1, le=64)
+    honk_lease_seconds: float = Field(60.0, gt=0)
+    honk_poll_seconds: float = Field(0.5, gt=0)
+    honk_max_attempts: int = Field(5, ge=1)
+    honk_retry_base_seconds: float = Field(10.0, ge=0)
+    honk_retry_max_seconds: float = Field(600.0, ge=0)
+    honk_shutdown_grace_seconds: float = Field(30.0, ge=0)
+
+    # Agent budgets per run (issue #3); a repository's .github/honk.yml may lower or raise them later.
+    honk_max_turns: int = Field(80, ge=1)
+    honk_max_tokens: int = Field(4_000_000, ge=1)
+    honk_max_cost_usd: float = Field(10.0, gt=0)
+    honk_max_wall_seconds: float = Field(1800.0, gt=0)
+    honk_command_timeout: float = Field(120.0, gt=0)
+    honk_tool_style: Literal["anthropic", "custom"] = "anthropic"
+
+    @field_validator("github_private_key", mode="before")
+    @classmethod
+    def _unescape_newlines(cls, value: object) -> object:
+        # Many hosts only take one-line variables, so a literal "\n" stands for a newline.
+        if isinstance(value, str):
+            value = value.replace("\\n", "\n").strip()
+            if value and "-----BEGIN" not in value:
+                raise ValueError("is not a PEM private key (it should start with -----BEGIN)")
+            return value or None
+        return value
+
+    @field_validator("honk_trigger")
+    @classmethod
+    def _trigger_is_mention(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith("@") or len(value) < 2 or any(c.isspace() for c in value):
+            raise ValueError("must be a mention such as @honk")
+        return value
+
+    @field_validator("honk_label")
+    @classmethod
+    def _label_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("github_api_url", "honk_public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("honk_database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db")
+        return value or None
+
+    @model_validator(mode="after")
+    def _read_key_file(self) -> Settings:
+        if self.github_private_key is None and self.github_private_key_path is not None:
+            try:
+                text = self.github_private_key_path.expanduser().read_text()
+            except OSError as exc:
+                raise ValueError(f"GITHUB_PRIVATE_KEY_PATH: cannot read {self.github_private_key_path}: "
+                                 f"{exc.strerror}") from None
+            if "-----BEGIN" not in text:
+                raise ValueError(f"GITHUB_PRIVATE_KEY_PATH: {self.github_private_key_path} is not a PEM key")
+            self.github_private_key = SecretStr(text.strip())
+        return self
+
+    # Derived values
+
+    @cached_property
+    def database_url(self) -> str:
+        if self.honk_database_url:
+            return self.honk_database_url
+        return f"sqlite:///{(self.honk_data_dir / 'honk.db').resolve()}"
+
+    @property
+    def webhook_secret(self) -> bytes | None:
+        if self.github_webhook_secret is None:
+            return None
+        return self.github_webhook_secret.get_secret_value().encode() or None
+
+    def missing_github(self) -> list[str]:
+        """The variables Honk still needs before it can act on GitHub."""
+        missing = []
+        if self.github_app_id is None:
+            missing.append("GITHUB_APP_ID")
+        if self.github_private_key is None:
+            missing.append("GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)")
+        if self.webhook_secret is None:
+            missing.append("GITHUB_WEBHOOK_SECRET")
+        return missing
+
+    def secrets(self) -> list[str]:
+        """Every secret value Honk holds, for redaction from transcripts and logs."""
+        values = [self.github_private_key, self.github_webhook_secret, self.anthropic_api_key,
+                  self.honk_dashboard_token]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning validation errors into one `SettingsError` line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if message.startswith(tuple(f"{n}:" for n in ("GITHUB", "HONK"))):
+            problems.append(message)  # already names its variable
+            continue
+        value = error.get("input")
+        shown = f" (got {value!r})" if isinstance(value, str | int | float) and name != "GITHUB_PRIVATE_KEY" else ""
+        problems.append(f"{name}: {message}{shown}")
+    return "invalid setting: " + "; ".join(problems)

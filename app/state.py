@@ -1,0 +1,46 @@
+"""What one Honk process holds: settings, the database, the queue, and how to wake an in-process worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.db import Database
+from app.queue import JobQueue, RetryPolicy
+from app.settings import Settings
+from app.triggers import TriggerRules
+
+
+@dataclass
+class HonkState:
+    settings: Settings
+    db: Database
+    queue: JobQueue
+    listen_host: str = "127.0.0.1"
+    public_url: str | None = None  # HONK_PUBLIC_URL, else http://<host>:<port>
+    app_slug: str | None = None  # learnt from GitHub; "@<slug>" then triggers Honk too
+    on_job_queued: list[Callable[[], None]] = field(default_factory=list)
+    _rules: TriggerRules | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def create(cls, settings: Settings, listen_host: str = "127.0.0.1") -> HonkState:
+        db = Database(settings.database_url)
+        queue = JobQueue(db, RetryPolicy(settings.honk_max_attempts, settings.honk_retry_base_seconds,
+                                         settings.honk_retry_max_seconds), settings.honk_lease_seconds)
+        return cls(settings=settings, db=db, queue=queue, listen_host=listen_host)
+
+    def rules(self) -> TriggerRules:
+        if self._rules is None:
+            s = self.settings
+            mentions = [s.honk_trigger] + ([f"@{self.app_slug}"] if self.app_slug else [])
+            self._rules = TriggerRules(label=s.honk_label, mentions=tuple(mentions),
+                                       branch_prefix=s.honk_branch_prefix, app_id=s.github_app_id)
+        return self._rules
+
+    def learn_app_slug(self, slug: str) -> None:
+        self.app_slug = slug
+        self._rules = None
+
+    def job_queued(self) -> None:
+        for wake in self.on_job_queued:
+            wake()

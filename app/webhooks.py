@@ -1,0 +1,106 @@
+"""`POST /api/github/webhooks`: verify, de-duplicate, store, answer (CONTRACT section 2).
+
+The route is thin on purpose: the signature is checked on the raw body before anything else, the trigger
+rules (a pure function) decide, and one transaction stores the delivery with its job before the answer.
+Nothing here talks to GitHub, so the answer stays fast whatever the queue holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from app.state import HonkState
+from app.triggers import Ignore, decide
+
+log = logging.getLogger("honk.webhooks")
+router = APIRouter()
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+
+@router.post("/api/github/webhooks")
+async def receive(request: Request) -> JSONResponse:
+    honk: HonkState = request.app.state.honk
+    started = time.perf_counter()
+
+    body = await _read_body(request)
+    if body is None:
+        return _answer(413, "error", f"the body is over {MAX_BODY // (1024 * 1024)} MiB")
+    secret = honk.settings.webhook_secret
+    if secret is None:
+        return _answer(401, "error", "Honk has no GITHUB_WEBHOOK_SECRET, so it cannot verify any delivery")
+    if not _signature_ok(secret, body, request.headers.get("x-hub-signature-256")):
+        return _answer(401, "error", "missing or wrong X-Hub-Signature-256")
+
+    event = request.headers.get("x-github-event", "").strip()
+    delivery = request.headers.get("x-github-delivery", "").strip()
+    if not event or not delivery:
+        return _answer(400, "error", "the X-GitHub-Event and X-GitHub-Delivery headers are required")
+    if len(event) > 100 or len(delivery) > 100:
+        return _answer(400, "error", "X-GitHub-Event or X-GitHub-Delivery is too long")
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        hint = (" (set the webhook's content type to application/json)"
+                if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+                else "")
+        return _answer(400, "error", f"the body is not JSON{hint}")
+    if not isinstance(payload, dict):
+        return _answer(400, "error", "the body is not a JSON object")
+
+    action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    decision = decide(event, payload, honk.rules(), delivery)
+    request_ = None if isinstance(decision, Ignore) else decision
+    reason = decision.reason if isinstance(decision, Ignore) else None
+    try:
+        accepted = await run_in_threadpool(honk.queue.accept_delivery, delivery, event, action, request_, reason)
+    except SQLAlchemyError as exc:
+        # Not the sender's fault: GitHub may redeliver once the database is back.
+        log.error("delivery=%s cannot be stored: %s", delivery, exc)
+        return _answer(503, "error", "the database is not answering; the delivery was not stored")
+
+    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    if accepted.duplicate:
+        log.info("delivery=%s event=%s.%s outcome=duplicate ms=%s", delivery, event, action, elapsed)
+        return JSONResponse({"status": "duplicate"}, status_code=200)
+    if accepted.job_id is not None:
+        honk.job_queued()
+        log.info("delivery=%s event=%s.%s outcome=queued job=%d ms=%s", delivery, event, action,
+                 accepted.job_id, elapsed)
+        return JSONResponse({"status": "queued", "job": accepted.job_id}, status_code=202)
+    log.info("delivery=%s event=%s.%s outcome=ignored reason=%r ms=%s", delivery, event, action, reason,
+             elapsed)
+    return JSONResponse({"status": "ignored", "reason": reason}, status_code=200)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The raw body, or None once it passes the size limit (without reading the rest into memory)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > MAX_BODY:
+            return None
+    return bytes(chunks)
+
+
+def _signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
+
+
+def _answer(status: int, kind: str, detail: str) -> JSONResponse:
+    return JSONResponse({"status": kind, "detail": detail}, status_code=status)

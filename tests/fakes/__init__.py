@@ -1,0 +1,1 @@
+"""Fakes of the services Honk talks to, for tests and benchmarks."""

@@ -1,0 +1,188 @@
+"""The real `honk` processes: serve answers, jobs are authorised against (a local) GitHub, and an
+accepted request survives a worker killed in the middle of it."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.db import Database
+from app.settings import Settings
+from app.state import HonkState
+from app.web import create_app
+from tests.fakes.github import FakeGitHub
+from tests.support import (
+    HonkProcess,
+    app_private_key,
+    free_port,
+    honk_env,
+    labeled_payload,
+    live_server,
+    post_delivery,
+    wait_for,
+)
+
+
+@pytest.fixture(scope="module")
+def app_key() -> str:
+    return app_private_key()
+
+
+@pytest.fixture
+def github(app_key: str) -> Iterator[tuple[FakeGitHub, str]]:
+    fake = FakeGitHub(app_id=4242, private_key_pem=app_key, permissions={"alice": "write", "mo": "maintain",
+                                                                         "bob": "read"})
+    with live_server(fake.app) as url:
+        yield fake, url
+
+
+def github_env(tmp_path: Path, github_url: str, app_key: str, database_url: str, **extra: str) -> dict[str, str]:
+    return honk_env(tmp_path, GITHUB_APP_ID="4242", GITHUB_PRIVATE_KEY=app_key.replace("\n", "\\n"),
+                    GITHUB_API_URL=github_url, HONK_DATABASE_URL=database_url, HONK_POLL_SECONDS="0.1", **extra)
+
+
+def finished_job(client: httpx.Client, job_id: int) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+    return wait_for(done, timeout=30, what=f"job {job_id} to finish")
+
+
+def test_serve_answers_healthz_and_says_what_is_missing(tmp_path: Path) -> None:
+    port = free_port()
+    honk = HonkProcess(["serve", "--port", str(port)], honk_env(tmp_path, GITHUB_WEBHOOK_SECRET=""), tmp_path,
+                       tmp_path / "serve.log")
+    try:
+        honk.wait_http(f"http://127.0.0.1:{port}/healthz")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+        home = httpx.get(f"http://127.0.0.1:{port}/").text
+        assert "GITHUB_APP_ID" in home and "GITHUB_WEBHOOK_SECRET" in home
+    finally:
+        assert honk.stop(signal.SIGTERM) == 0
+    log = honk.output()
+    assert "GitHub is not configured: set GITHUB_APP_ID" in log
+    assert (tmp_path / "data" / "honk.db").exists()  # SQLite in HONK_DATA_DIR by default
+
+
+def test_writer_is_authorised_and_reader_is_refused(tmp_path: Path, github: tuple[FakeGitHub, str],
+                                                     app_key: str, database_url: str) -> None:
+    fake, github_url = github
+    port = free_port()
+    honk = HonkProcess(["serve", "--port", str(port)], github_env(tmp_path, github_url, app_key, database_url),
+                       tmp_path, tmp_path / "serve.log")
+    try:
+        honk.wait_http(f"http://127.0.0.1:{port}/healthz")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            writer = post_delivery(client, "issues", labeled_payload(sender="alice", number=1))
+            reader = post_delivery(client, "issues", labeled_payload(sender="bob", number=2))
+            assert writer.status_code == reader.status_code == 202
+
+            refused = finished_job(client, reader.json()["job"])
+            assert refused["outcome"] == "not_authorised" and refused["requester"] == "bob"
+            assert refused["result"]["role"] == "read"
+            allowed = finished_job(client, writer.json()["job"])
+            authorisation = [e["data"] for e in allowed["events"] if e["kind"] == "authorisation"]
+            assert authorisation == [{"requester": "alice", "role": "write", "allowed": True}]
+    finally:
+        honk.stop()
+    # Each job asked GitHub one question; the reader's did nothing else.
+    assert sorted(r.path for r in fake.calls("permission")) == [
+        "/repos/acme/widgets/collaborators/alice/permission", "/repos/acme/widgets/collaborators/bob/permission"]
+    assert {r.route for r in fake.requests} <= {"access_token", "permission"}
+
+
+def test_an_accepted_request_survives_a_killed_worker(tmp_path: Path, github: tuple[FakeGitHub, str],
+                                                      app_key: str, database_url: str) -> None:
+    fake, github_url = github
+    fake.delays["permission"] = 60  # the first worker is mid-job when it dies
+    port = free_port()
+    env = github_env(tmp_path, github_url, app_key, database_url, HONK_LEASE_SECONDS="1")
+    web = HonkProcess(["web", "--port", str(port)], env, tmp_path, tmp_path / "web.log")
+    workers: list[HonkProcess] = []
+    try:
+        web.wait_http(f"http://127.0.0.1:{port}/healthz")
+        workers.append(HonkProcess(["worker"], env, tmp_path, tmp_path / "worker1.log"))
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            delivery = "kill-me-once"
+            answer = post_delivery(client, "issues", labeled_payload(sender="mo"), delivery=delivery)
+            assert answer.status_code == 202
+            job_id = answer.json()["job"]
+            wait_for(lambda: fake.calls("permission"), what="the worker to reach GitHub")
+
+            workers[0].proc.kill()  # SIGKILL: no goodbye, the lease just stops being renewed
+            workers[0].proc.wait()
+            fake.delays["permission"] = 0
+            # GitHub redelivers meanwhile: still one job.
+            assert post_delivery(client, "issues", labeled_payload(sender="mo"),
+                                 delivery=delivery).json() == {"status": "duplicate"}
+            workers.append(HonkProcess(["worker"], env, tmp_path, tmp_path / "worker2.log"))
+
+            job = finished_job(client, job_id)
+            kinds = [e["kind"] for e in job["events"]]
+            assert job["attempts"] == 2
+            assert kinds.count("job.started") == 2 and "job.reclaimed" in kinds
+            assert [e["data"]["role"] for e in job["events"] if e["kind"] == "authorisation"] == ["maintain"]
+    finally:
+        for worker in workers:
+            worker.stop()
+        web.stop()
+    db = Database(database_url)
+    try:
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM jobs").scalar_one() == 1
+    finally:
+        db.dispose()
+
+
+def test_healthz_is_503_when_the_database_does_not_answer(make_settings: Callable[..., Settings]) -> None:
+    dead = f"postgresql+psycopg://honk@127.0.0.1:{free_port()}/honk"
+    state = HonkState.create(make_settings(honk_database_url=dead))
+    with live_server(create_app(state)) as url:
+        answer = httpx.get(f"{url}/healthz", timeout=20)
+    assert answer.status_code == 503 and answer.json()["status"] == "unavailable"
+
+
+@pytest.fixture
+def one_job(make_settings: Callable[..., Settings], tmp_path: Path) -> Callable[..., tuple[HonkState, int]]:
+    def make(**overrides: Any) -> tuple[HonkState, int]:
+        state = HonkState.create(make_settings(honk_database_url=f"sqlite:///{tmp_path / 'jobs.db'}", **overrides))
+        state.db.migrate()
+        from app.triggers import decide
+        request = decide("issues", labeled_payload(), state.rules(), "d-1")
+        return state, state.queue.enqueue(request)  # type: ignore[arg-type]
+    return make
+
+
+def test_job_json_is_served_on_loopback(one_job: Callable[..., tuple[HonkState, int]]) -> None:
+    state, job_id = one_job()
+    with live_server(create_app(state)) as url:
+        job = httpx.get(f"{url}/api/jobs/{job_id}").json()
+        missing = httpx.get(f"{url}/api/jobs/999999")
+    assert (job["id"], job["status"], job["requester"], job["subject"]) == (job_id, "queued", "alice",
+                                                                            "acme/widgets#7")
+    assert [e["kind"] for e in job["events"]] == ["job.queued"]
+    assert job["trigger"]["issue"]["title"] == "Widgets spin backwards"
+    assert missing.status_code == 404
+
+
+def test_job_json_needs_the_dashboard_token_when_set(one_job: Callable[..., tuple[HonkState, int]]) -> None:
+    state, job_id = one_job(honk_dashboard_token="open sesame")
+    with live_server(create_app(state)) as url:
+        assert httpx.get(f"{url}/api/jobs/{job_id}").status_code == 401
+        assert httpx.get(f"{url}/api/jobs/{job_id}", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = httpx.get(f"{url}/api/jobs/{job_id}", headers={"Authorization": "Bearer open sesame"})
+        assert ok.status_code == 200 and ok.json()["id"] == job_id
+
+
+def test_job_json_is_off_beyond_loopback_without_a_token(one_job: Callable[..., tuple[HonkState, int]]) -> None:
+    state, job_id = one_job()
+    state.listen_host = "0.0.0.0"
+    with live_server(create_app(state)) as url:
+        answer = httpx.get(f"{url}/api/jobs/{job_id}")
+    assert answer.status_code == 403 and "HONK_DASHBOARD_TOKEN" in answer.json()["detail"]
+
