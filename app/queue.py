@@ -100,7 +100,8 @@ class JobQueue:
                 )
                 job = session.scalars(
                     select(Job)
-                    .where(Job.status == JobStatus.QUEUED, Job.run_after <= now, ~busy_subject)
+                    .where(Job.status == JobStatus.QUEUED, Job.run_after <= now, ~busy_subject,
+                           Job.cancel_requested.is_(False))
                     .order_by(Job.run_after, Job.id)
                     .limit(1)
                     .with_for_update(skip_locked=True, of=Job)
@@ -162,15 +163,22 @@ class JobQueue:
 
     def release(self, job_id: int, worker_id: str) -> bool:
         """Give a job back untouched (graceful shutdown): it runs again at once, and this attempt does not
-        count against it."""
+        count against it. A job someone asked to cancel is cancelled instead."""
         with self.db.session() as session:
             now = self.db.now(session)
-            released = session.execute(update(Job).where(*_held(job_id, worker_id)).values(
-                status=JobStatus.QUEUED, lease_owner=None, lease_expires_at=None, run_after=now,
-                attempts=Job.attempts - 1, updated_at=now)).rowcount
-            if released:
+            job = session.scalars(select(Job).where(*_held(job_id, worker_id))).first()
+            if job is None:
+                return False
+            job.lease_owner = job.lease_expires_at = None
+            job.updated_at = now
+            if job.cancel_requested:
+                _cancel(session, job, now, "cancelled; its worker stopped before the job finished")
+            else:
+                job.status = JobStatus.QUEUED
+                job.run_after = now
+                job.attempts -= 1
                 _event(session, job_id, now, "job.released", worker=worker_id)
-            return bool(released)
+            return True
 
     def reclaim_expired(self) -> list[int]:
         """Put jobs whose worker stopped renewing its lease back in the queue (or fail them once they
@@ -185,7 +193,9 @@ class JobQueue:
                 lost = job.lease_owner
                 job.lease_owner = job.lease_expires_at = None
                 job.updated_at = now
-                if job.attempts >= job.max_attempts:
+                if job.cancel_requested:
+                    _cancel(session, job, now, "cancelled; its worker stopped before the job finished")
+                elif job.attempts >= job.max_attempts:
                     job.status = JobStatus.FAILED
                     job.finished_at = now
                     job.error = f"its worker stopped answering on each of {job.attempts} attempts"
@@ -207,9 +217,7 @@ class JobQueue:
             if job is None:
                 return None
             if job.status == JobStatus.QUEUED:
-                job.status = JobStatus.CANCELLED
-                job.finished_at = job.updated_at = now
-                _event(session, job_id, now, "job.cancelled", note="cancelled before it started")
+                _cancel(session, job, now, "cancelled before it started")
             elif job.status == JobStatus.RUNNING and not job.cancel_requested:
                 job.cancel_requested = True
                 job.updated_at = now
@@ -243,6 +251,13 @@ class JobQueue:
             if done:
                 _event(session, job_id, now, kind, **{k: v for k, v in fields.items() if k != "result"})
             return bool(done)
+
+
+def _cancel(session: Session, job: Job, now: datetime, note: str) -> None:
+    job.status = JobStatus.CANCELLED
+    job.finished_at = job.updated_at = now
+    job.error = note
+    _event(session, job.id, now, "job.cancelled", error=note)
 
 
 def _held(job_id: int, worker_id: str) -> tuple[Any, ...]:

@@ -81,8 +81,11 @@ class Worker:
         self.concurrency = settings.honk_worker_concurrency
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._running: dict[int, asyncio.Task[None]] = {}
-        self._stop_reason: dict[int, str] = {}  # why a job's task was cancelled: cancel | lost | shutdown
+        # Keyed by lease: each claim gets its own lease owner, so a job this worker lost and claimed again
+        # is a second entry, and the stale task can never act on the new claim.
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stop_reason: dict[str, str] = {}  # why a job's task was cancelled: cancel | lost | shutdown
+        self._claims = 0
 
     def wake(self) -> None:
         """Tell the worker new work may be waiting. Safe to call from any thread."""
@@ -102,30 +105,32 @@ class Worker:
                     next_reclaim = time.monotonic() + min(5.0, self.settings.honk_lease_seconds / 2)
                 self._wake.clear()
                 while len(self._running) < self.concurrency and not stop.is_set():
-                    job = await asyncio.to_thread(self.queue.claim, self.id)
+                    self._claims += 1
+                    lease = f"{self.id}/{self._claims}"
+                    job = await asyncio.to_thread(self.queue.claim, lease)
                     if job is None:
                         break
-                    self._start(job)
+                    self._start(job, lease)
             except Exception as exc:  # the database hiccuped: keep the worker alive and try again
                 log.error("worker %s: cannot reach the queue: %s", self.id, exc)
             await _first_of(stop.wait(), self._wake.wait(), timeout=self.settings.honk_poll_seconds)
         await self._drain()
 
-    def _start(self, job: Job) -> None:
-        task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
-        self._running[job.id] = task
+    def _start(self, job: Job, lease: str) -> None:
+        task = asyncio.create_task(self._run_job(job, lease), name=f"job-{job.id}")
+        self._running[lease] = task
 
         def done(_: asyncio.Task[None]) -> None:
-            self._running.pop(job.id, None)
-            self._stop_reason.pop(job.id, None)
+            self._running.pop(lease, None)
+            self._stop_reason.pop(lease, None)
             self._wake.set()  # a slot is free
 
         task.add_done_callback(done)
 
-    async def _run_job(self, job: Job) -> None:
-        _transition(job, "started", worker=self.id, attempt=job.attempts)
+    async def _run_job(self, job: Job, lease: str) -> None:
+        _transition(job, "started", worker=lease, attempt=job.attempts)
         handler = self.handlers.get(job.kind)
-        heartbeat = asyncio.create_task(self._heartbeat(job))
+        heartbeat = asyncio.create_task(self._heartbeat(job, lease))
         started = time.monotonic()
         try:
             if handler is None:
@@ -133,17 +138,17 @@ class Worker:
             ctx = JobContext(job=job, settings=self.settings, queue=self.queue,
                              audit=JobAudit(self.queue, job.id))
             result = await handler(ctx) or {}
-            await self._settle(job, "succeeded", asyncio.to_thread(self.queue.complete, job.id, self.id,
-                                                                   result), started)
+            await self._settle(job, "succeeded", asyncio.to_thread(self.queue.complete, job.id, lease, result),
+                               started)
         except JobFailed as exc:
-            status = await asyncio.to_thread(self.queue.fail, job.id, self.id, str(exc), retry=exc.retry)
+            status = await asyncio.to_thread(self.queue.fail, job.id, lease, str(exc), retry=exc.retry)
             _transition(job, _failed_word(status), error=str(exc), seconds=_since(started))
         except asyncio.CancelledError:
-            await self._after_cancel(job, started)
+            await self._after_cancel(job, lease, started)
         except Exception as exc:
             log.error("job=%d handler raised:\n%s", job.id, traceback.format_exc())
-            status = await asyncio.to_thread(self.queue.fail, job.id, self.id,
-                                             f"{type(exc).__name__}: {exc}", retry=True)
+            status = await asyncio.to_thread(self.queue.fail, job.id, lease, f"{type(exc).__name__}: {exc}",
+                                             retry=True)
             _transition(job, _failed_word(status), error=f"{type(exc).__name__}: {exc}",
                         seconds=_since(started))
         finally:
@@ -155,29 +160,27 @@ class Worker:
         else:
             _transition(job, "lease_lost", note="another worker owns this job now; result discarded")
 
-    async def _after_cancel(self, job: Job, started: float) -> None:
-        reason = self._stop_reason.get(job.id, "shutdown")
+    async def _after_cancel(self, job: Job, lease: str, started: float) -> None:
+        reason = self._stop_reason.get(lease, "shutdown")
         if reason == "cancel":
-            await self._settle(job, "cancelled", asyncio.to_thread(self.queue.cancelled, job.id, self.id),
-                               started)
+            await self._settle(job, "cancelled", asyncio.to_thread(self.queue.cancelled, job.id, lease), started)
         elif reason == "shutdown":
-            await self._settle(job, "released", asyncio.to_thread(self.queue.release, job.id, self.id),
-                               started)
+            await self._settle(job, "released", asyncio.to_thread(self.queue.release, job.id, lease), started)
         else:
             _transition(job, "lease_lost", seconds=_since(started))
 
-    async def _heartbeat(self, job: Job) -> None:
+    async def _heartbeat(self, job: Job, lease: str) -> None:
         interval = self.settings.honk_lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
             try:
-                lease = await asyncio.to_thread(self.queue.heartbeat, job.id, self.id)
+                state = await asyncio.to_thread(self.queue.heartbeat, job.id, lease)
             except Exception as exc:  # keep trying; the lease has slack for a few misses
                 log.warning("job=%d heartbeat failed: %s", job.id, exc)
                 continue
-            if lease is not Lease.HELD:
-                self._stop_reason[job.id] = "cancel" if lease is Lease.CANCEL else "lost"
-                task = self._running.get(job.id)
+            if state is not Lease.HELD:
+                self._stop_reason[lease] = "cancel" if state is Lease.CANCEL else "lost"
+                task = self._running.get(lease)
                 if task is not None:
                     task.cancel()
                 return
