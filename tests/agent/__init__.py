@@ -1,0 +1,1 @@
+"""Tests of the agent engine (issue #3): loop, tools, sandbox, budgets, transcript."""
