@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool) -> int:
     state = _prepare(settings, host)
-    state.public_url = settings.honk_public_url or f"http://{host}:{port}"
+    # Links in comments and pull requests point here unless HONK_PUBLIC_URL says otherwise.
+    settings.honk_public_url = settings.honk_public_url or f"http://{host}:{port}"
+    state.public_url = settings.honk_public_url
     from app.web import create_app
 
     server = _Server(uvicorn.Config(create_app(state), host=host, port=port, log_config=None,

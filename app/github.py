@@ -1,56 +1,223 @@
-"""Honk as a GitHub App: installation clients on githubkit, against `GITHUB_API_URL`.
+"""Honk as a GitHub App, on githubkit, against `GITHUB_API_URL`.
 
-Responses are read as raw JSON where Honk needs only a few fields: githubkit's strict models reject some
-real (older or thinner) payloads, and a schema mismatch must never stop a job.
+One installation token serves both the REST calls and git (which needs the raw token), so Honk mints it
+itself and caches it until shortly before it expires. Responses are read as raw JSON: githubkit's strict
+models reject some real (older or thinner) payloads, and a schema mismatch must never stop a job.
 """
 
 from __future__ import annotations
 
-from githubkit import AppInstallationAuthStrategy, GitHub
+import asyncio
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache import MemCacheStrategy
-from githubkit.exception import RequestFailed
+from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
+from githubkit.typing import RetryOption
 
 from app.settings import Settings
 
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
+_TOKEN_MARGIN = timedelta(minutes=5)  # never hand out a token that could expire mid-push
 
 
 class GitHubNotConfigured(Exception):
     """Honk lacks the App credentials it needs to act on GitHub."""
 
 
+@dataclass(frozen=True)
+class GitHubRetry:
+    """When to repeat a GitHub request: server errors and dropped connections with exponential backoff,
+    rate limits after the wait GitHub names (`retry-after`, else `x-ratelimit-reset`). A wait longer than
+    `max_wait` is not slept through here: the request fails and the job retries later from the queue."""
+
+    retries: int = 4
+    base_seconds: float = 1.0
+    max_wait: float = 60.0
+
+    def __call__(self, exc: GitHubException, count: int) -> RetryOption:
+        if count >= self.retries:
+            return RetryOption(False)
+        if isinstance(exc, RateLimitExceeded):
+            wait = max(exc.retry_after.total_seconds(), 1.0)
+        elif (isinstance(exc, RequestFailed) and exc.response.status_code >= 500) or isinstance(exc, RequestError):
+            wait = self.base_seconds * 2**count * (1 + random.random() / 4)
+        else:
+            return RetryOption(False)
+        if wait > self.max_wait:
+            return RetryOption(False)
+        return RetryOption(True, timedelta(seconds=wait))
+
+
+@dataclass(frozen=True)
+class AppIdentity:
+    id: int
+    slug: str
+    name: str
+    bot_id: int | None
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.slug}[bot]"
+
+    @property
+    def bot_email(self) -> str:
+        # GitHub attributes commits to an App's bot by this noreply address.
+        prefix = f"{self.bot_id}+" if self.bot_id else ""
+        return f"{prefix}{self.bot_login}@users.noreply.github.com"
+
+
+@dataclass(frozen=True)
+class InstallationToken:
+    token: str
+    expires_at: datetime
+
+
 class GitHubApp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, retry: GitHubRetry | None = None) -> None:
         missing = [name for name in settings.missing_github() if "WEBHOOK" not in name]
         if missing:
             raise GitHubNotConfigured(f"set {', '.join(missing)} so Honk can act as its GitHub App")
         assert settings.github_app_id is not None and settings.github_private_key is not None
         self._app_id = settings.github_app_id
         self._key = settings.github_private_key.get_secret_value()
-        self._base_url = settings.github_api_url
-        # githubkit caches installation tokens process-wide, keyed without the base URL; a cache of our
-        # own keeps two Apps (or a test's fake GitHub) in one process apart.
-        self._cache = MemCacheStrategy()
+        self.base_url = settings.github_api_url
+        self.retry = retry or GitHubRetry()
+        self._tokens: dict[int, InstallationToken] = {}
+        self._token_locks: dict[int, asyncio.Lock] = {}
+        self._identity: AppIdentity | None = None
 
-    def installation(self, installation_id: int) -> GitHub[AppInstallationAuthStrategy]:
-        auth = AppInstallationAuthStrategy(self._app_id, self._key, installation_id)
-        return GitHub(auth, base_url=self._base_url + "/", cache_strategy=self._cache, timeout=30)
+    def _client(self, auth: AppAuthStrategy | TokenAuthStrategy) -> GitHub[Any]:
+        # githubkit caches tokens process-wide, keyed without the base URL; a cache of our own keeps two
+        # Apps (or a test's local GitHub) in one process apart.
+        return GitHub(auth, base_url=self.base_url + "/", cache_strategy=MemCacheStrategy(), timeout=30,
+                      auto_retry=self.retry, http_cache=False)
 
-    async def permission(self, installation_id: int, repo: str, login: str) -> str:
-        """The sender's role on the repository (admin, maintain, write, triage, read or none)."""
-        owner, name = repo.split("/", 1)
-        async with self.installation(installation_id) as gh:
-            try:
-                response = await gh.rest.repos.async_get_collaborator_permission_level(owner, name, login)
-            except RequestFailed as exc:
-                if exc.response.status_code == 404:
-                    return "none"  # not a collaborator at all
-                raise
-        data = response.json()
+    def as_app(self) -> GitHub[Any]:
+        return self._client(AppAuthStrategy(self._app_id, self._key))
+
+    async def identity(self) -> AppIdentity:
+        """The App's slug and bot account, learnt once from `GET /app`."""
+        if self._identity is None:
+            async with self.as_app() as gh:
+                app = (await gh.arequest("GET", "/app")).json()
+                slug = app["slug"]
+                try:
+                    bot = (await gh.arequest("GET", f"/users/{slug}[bot]")).json()
+                    bot_id = bot.get("id") if isinstance(bot, dict) else None
+                except RequestFailed:
+                    bot_id = None  # commits still attribute by login; only the noreply id is missing
+            self._identity = AppIdentity(id=app["id"], slug=slug, name=app.get("name") or slug, bot_id=bot_id)
+        return self._identity
+
+    async def token(self, installation_id: int) -> InstallationToken:
+        lock = self._token_locks.setdefault(installation_id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(installation_id)
+            if cached and cached.expires_at - _TOKEN_MARGIN > datetime.now(UTC):
+                return cached
+            async with self.as_app() as gh:
+                answer = (await gh.arequest("POST", f"/app/installations/{installation_id}/access_tokens")).json()
+            expires = datetime.fromisoformat(answer["expires_at"].replace("Z", "+00:00"))
+            self._tokens[installation_id] = InstallationToken(answer["token"], expires)
+            return self._tokens[installation_id]
+
+    async def repo(self, installation_id: int, full_name: str) -> Repo:
+        token = await self.token(installation_id)
+        return Repo(self._client(TokenAuthStrategy(token.token)), full_name, token.token)
+
+    async def permission(self, installation_id: int, full_name: str, login: str) -> str:
+        """The login's role on the repository (admin, maintain, write, triage, read or none)."""
+        async with await self.repo(installation_id, full_name) as repo:
+            return await repo.permission(login)
+
+
+class Repo:
+    """One repository, as one installation sees it: the REST calls Honk makes, answering raw JSON."""
+
+    def __init__(self, gh: GitHub[Any], full_name: str, token: str) -> None:
+        self.gh = gh
+        self.full_name = full_name
+        self.token = token  # for git; never written anywhere
+        self._base = f"/repos/{full_name}"
+
+    async def __aenter__(self) -> Repo:
+        await self.gh.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.gh.__aexit__(*exc)  # type: ignore[arg-type]
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.gh.arequest(method, self._base + path, **kwargs)
+        return response.json() if response.content else None
+
+    async def info(self) -> dict[str, Any]:
+        return await self._call("GET", "")
+
+    async def permission(self, login: str) -> str:
+        try:
+            data = await self._call("GET", f"/collaborators/{login}/permission")
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return "none"  # not a collaborator at all
+            raise
         role = data.get("role_name") if isinstance(data, dict) else None
         legacy = data.get("permission") if isinstance(data, dict) else None
         # A custom role reports its base level in the legacy field ("maintain" shows there as "write").
         return role if role in WRITE_ROLES else (legacy or role or "none")
+
+    async def issue(self, number: int) -> dict[str, Any]:
+        return await self._call("GET", f"/issues/{number}")
+
+    async def issue_comments(self, number: int) -> list[dict[str, Any]]:
+        comments: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            batch = await self._call("GET", f"/issues/{number}/comments", params={"per_page": 100, "page": page})
+            comments += batch
+            if len(batch) < 100:
+                return comments
+            page += 1
+
+    async def react(self, target: str, target_id: int, content: str = "eyes") -> None:
+        """React to an issue (`issue`), an issue or PR comment (`comment`), or a review comment
+        (`review_comment`)."""
+        path = {"issue": f"/issues/{target_id}/reactions", "comment": f"/issues/comments/{target_id}/reactions",
+                "review_comment": f"/pulls/comments/{target_id}/reactions"}[target]
+        await self._call("POST", path, json={"content": content})
+
+    async def comment(self, number: int, body: str) -> dict[str, Any]:
+        return await self._call("POST", f"/issues/{number}/comments", json={"body": body})
+
+    async def edit_comment(self, comment_id: int, body: str) -> dict[str, Any]:
+        return await self._call("PATCH", f"/issues/comments/{comment_id}", json={"body": body})
+
+    async def find_pull(self, owner: str, branch: str) -> dict[str, Any] | None:
+        """The newest pull request from `branch` in any state, so a retried job finds what it opened."""
+        pulls = await self._call("GET", "/pulls", params={"head": f"{owner}:{branch}", "state": "all"})
+        pulls = [p for p in pulls if (p.get("head") or {}).get("ref") == branch]
+        open_first = sorted(pulls, key=lambda p: (p.get("state") != "open", -int(p.get("number", 0))))
+        return open_first[0] if open_first else None
+
+    async def open_pull(self, *, title: str, body: str, head: str, base: str, draft: bool) -> dict[str, Any]:
+        return await self._call("POST", "/pulls", json={"title": title, "body": body, "head": head, "base": base,
+                                                        "draft": draft})
+
+    async def edit_pull(self, number: int, **fields: Any) -> dict[str, Any]:
+        return await self._call("PATCH", f"/pulls/{number}", json=fields)
+
+    async def request_review(self, number: int, login: str) -> bool:
+        try:
+            await self._call("POST", f"/pulls/{number}/requested_reviewers", json={"reviewers": [login]})
+            return True
+        except RequestFailed as exc:
+            if exc.response.status_code == 422:
+                return False  # e.g. the requester is not a collaborator; the PR stands without it
+            raise
 
 
 def can_write(role: str) -> bool:

@@ -82,8 +82,10 @@ class Sandbox:
 
     def __init__(self, root: Path, settings: Settings | None = None, *, mode: SandboxMode | None = None,
                  command_timeout: float | None = None, max_output: int = DEFAULT_MAX_OUTPUT,
-                 protect_git: bool = True) -> None:
+                 protect_git: bool = True, network: bool = False) -> None:
         self.root = Path(root).resolve()
+        # Only Honk's own setup step, run on the untouched checkout before the model acts, gets the network.
+        self.network = network
         self.mode: SandboxMode = mode or (settings.honk_sandbox if settings is not None else "bwrap")
         self.command_timeout = command_timeout or (settings.honk_command_timeout if settings else 120.0)
         self.max_output = max_output
@@ -116,7 +118,8 @@ class Sandbox:
         """The full argv that runs `command` inside the sandbox at the repository root."""
         if self.mode == "none":
             return command
-        args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+        args = ["bwrap", "--unshare-all", *(["--share-net"] if self.network else []), "--die-with-parent",
+                "--new-session", "--clearenv",
                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run",
                 "--tmpfs", "/home", "--dir", SANDBOX_HOME]
         for path in SYSTEM_PATHS:
@@ -179,7 +182,7 @@ class Sandbox:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
             else:
-                _signal_tree(pid)
+                await _gone(_signal_tree(pid))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(collector.closed.wait(), 2.0)
             transport.close()
@@ -398,19 +401,41 @@ def _become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _signal_tree(pid: int) -> None:
-    victims = _descendants(pid)
+def _signal_tree(pid: int) -> list[int]:
+    """SIGKILL `pid`, its group and its descendants; returns who was signalled."""
+    victims = [pid, *_descendants(pid)]
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    for victim in [pid, *victims]:
+    for victim in victims:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(victim, signal.SIGKILL)
+    return victims
+
+
+async def _gone(pids: list[int], limit: float = 5.0) -> None:
+    """Wait until killed processes have really exited (SIGKILL is delivered asynchronously), so that a
+    timed-out command has left nothing running when `run` returns."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if _running(p)]
+        if not alive:
+            return
+        await asyncio.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] != b"Z"  # a zombie has exited; only its parent's wait is left
 
 
 async def _kill_tree(proc: asyncio.subprocess.Process) -> None:
     """SIGKILL the process, its group and every descendant; with bwrap the PID namespace goes too."""
     if proc.returncode is None:
-        _signal_tree(proc.pid)
+        await _gone(_signal_tree(proc.pid))
     if proc.stdin is not None:
         with contextlib.suppress(Exception):
             proc.stdin.close()

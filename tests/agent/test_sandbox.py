@@ -77,6 +77,17 @@ def test_no_network(repo: Path, loopback_server: int) -> None:
 
 
 @needs_bwrap
+def test_setup_sandbox_has_the_network_and_nothing_else_more(repo: Path, loopback_server: int,
+                                                               secret_env: None) -> None:
+    """Honk's own setup step (before the model acts) may install dependencies; it is still a sandbox."""
+    probe = f"exec 3<>/dev/tcp/127.0.0.1/{loopback_server} && cat <&3 && echo CONNECTED || echo REFUSED; env"
+    result = run(Sandbox(repo, mode="bwrap", network=True).run(probe))
+    assert "hello from the host" in result.output
+    assert not [value for value in SECRETS.values() if value in result.output]
+    assert "GITHUB" not in result.output
+
+
+@needs_bwrap
 def test_no_secret_in_the_environment(repo: Path, secret_env: None) -> None:
     env, procs = shell_run(Sandbox(repo, mode="bwrap"), "env", "cat /proc/[0-9]*/environ | tr '\\0' '\\n'")
     for value in SECRETS.values():

@@ -1,0 +1,118 @@
+"""Workspaces: mirrors fetched incrementally, per-job clones with no remote, commits and plain pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.workspace import GitError, Mirror, Workspace, branch_name, git, token_env
+
+
+def sh(*args: str, cwd: Path) -> str:
+    return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Path:
+    """A bare repository standing in for GitHub, with one commit on main."""
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    sh("git", "init", "-q", "-b", "main", cwd=seed)
+    (seed / "widgets.py").write_text("def spin():\n    return 'backwards'\n")
+    sh("git", "add", ".", cwd=seed)
+    sh("git", "-c", "user.name=Octo Cat", "-c", "user.email=octo@example.com", "commit", "-qm", "init", cwd=seed)
+    bare = tmp_path / "upstream.git"
+    sh("git", "clone", "-q", "--bare", str(seed), str(bare), cwd=tmp_path)
+    return bare
+
+
+def test_branch_names_are_findable_and_readable() -> None:
+    assert branch_name("honk/", 12, "Widgets spin BACKWARDS!") == "honk/issue-12-widgets-spin-backwards"
+    assert branch_name("honk/", 3, "???") == "honk/issue-3"
+    assert len(branch_name("bot/", 1, "x" * 200)) <= len("bot/issue-1-") + 40
+
+
+def test_token_goes_to_git_as_basic_auth_in_the_environment_only() -> None:
+    env = token_env("ghs_abc")
+    assert env["GIT_CONFIG_KEY_0"] == "http.extraHeader"
+    # base64 of "x-access-token:ghs_abc"
+    assert env["GIT_CONFIG_VALUE_0"] == "Authorization: Basic eC1hY2Nlc3MtdG9rZW46Z2hzX2FiYw=="
+    assert token_env(None) == {}
+
+
+def test_job_workspace_from_mirror_commit_and_push(tmp_path: Path, upstream: Path) -> None:
+    async def scenario() -> None:
+        mirror = Mirror.for_url(tmp_path / "data", str(upstream))
+        await mirror.fetch(token=None)
+        assert await mirror.head_of("main")
+        ws = await Workspace.create(mirror, tmp_path / "ws" / "job-1", branch="honk/issue-7-x", start="main")
+        assert (await git("remote", cwd=ws.path)).strip() == ""  # nothing to leak, nothing to push to by accident
+        (ws.path / "widgets.py").write_text("def spin():\n    return 'forwards'\n")
+        (ws.path / "NEW.md").write_text("new\n")
+        assert sorted(await ws.stage_all()) == ["NEW.md", "widgets.py"]
+        sha = await ws.commit("Spin forwards\n\nCo-authored-by: alice <alice@users.noreply.github.com>",
+                              name="honk-test[bot]", email="9+honk-test[bot]@users.noreply.github.com")
+        await ws.push(token=None)
+        assert sh("git", "rev-parse", "refs/heads/honk/issue-7-x", cwd=upstream).strip() == sha
+        author = sh("git", "log", "-1", "--format=%an <%ae>|%B", "honk/issue-7-x", cwd=upstream)
+        assert author.startswith("honk-test[bot] <9+honk-test[bot]@users.noreply.github.com>|Spin forwards")
+        ws.remove()
+        assert not ws.path.exists()
+
+    asyncio.run(scenario())
+
+
+def test_push_never_forces(tmp_path: Path, upstream: Path) -> None:
+    async def scenario() -> None:
+        mirror = Mirror.for_url(tmp_path / "data", str(upstream))
+        await mirror.fetch(token=None)
+        first = await Workspace.create(mirror, tmp_path / "a", branch="honk/issue-1", start="main")
+        (first.path / "a.txt").write_text("a")
+        await first.stage_all()
+        await first.commit("a", name="n", email="e@x")
+        await first.push(token=None)
+        # A second workspace from the old main has diverged from the pushed branch: its push must fail.
+        second = await Workspace.create(mirror, tmp_path / "b", branch="honk/issue-1", start="main")
+        (second.path / "b.txt").write_text("b")
+        await second.stage_all()
+        await second.commit("b", name="n", email="e@x")
+        with pytest.raises(GitError, match="push"):
+            await second.push(token=None)
+
+    asyncio.run(scenario())
+
+
+def test_mirror_fetch_is_incremental_and_safe_for_concurrent_jobs(tmp_path: Path, upstream: Path) -> None:
+    async def scenario() -> None:
+        mirror = Mirror.for_url(tmp_path / "data", str(upstream))
+        await asyncio.gather(*(mirror.fetch(token=None) for _ in range(4)))
+        # A new upstream branch arrives with the next fetch; existing objects are not fetched again.
+        sh("git", "branch", "feature", "main", cwd=upstream)
+        await mirror.fetch(token=None)
+        assert await mirror.branches("feature") == ["feature"]
+        workspaces = await asyncio.gather(*(Workspace.create(mirror, tmp_path / f"w{n}", branch=f"honk/issue-{n}",
+                                                             start="main") for n in range(3)))
+        assert len({ws.base for ws in workspaces}) == 1
+
+    asyncio.run(scenario())
+
+
+def test_repository_hooks_never_run_outside_the_sandbox(tmp_path: Path, upstream: Path) -> None:
+    """The model can write into the checkout; a hook it plants must not run when Honk commits."""
+    async def scenario() -> None:
+        mirror = Mirror.for_url(tmp_path / "data", str(upstream))
+        await mirror.fetch(token=None)
+        ws = await Workspace.create(mirror, tmp_path / "ws", branch="honk/issue-9", start="main")
+        marker = tmp_path / "pwned"
+        hook = ws.path / ".git" / "hooks" / "pre-commit"
+        hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+        hook.chmod(0o755)
+        (ws.path / "x.txt").write_text("x")
+        await ws.stage_all()
+        await ws.commit("x", name="n", email="e@x")
+        assert not marker.exists()
+
+    asyncio.run(scenario())
