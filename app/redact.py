@@ -18,7 +18,7 @@ MIN_SECRET_LENGTH = 6  # shorter "secrets" would blank out ordinary words
 # its lower-case hints occurs in the text, which keeps scanning large tool outputs cheap; patterns
 # start with a literal where they can, for the same reason. PEM blocks come first so their base64
 # body is not chewed up by narrower patterns.
-_PATTERNS: list[tuple[str, re.Pattern[str], int, tuple[str, ...]]] = [
+SECRET_PATTERNS: list[tuple[str, re.Pattern[str], int, tuple[str, ...]]] = [
     ("private-key", re.compile(
         r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S), 0, ()),
     ("url-credentials", re.compile(r"(://[^/\s:@'\"]+:)[^@\s/'\"]+(?=@)"), 1, ()),
@@ -46,7 +46,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str | None] = (), *, patterns: bool = True) -> None:
         self._values: set[str] = set()
         self._literal: re.Pattern[str] | None = None
-        self._patterns = _PATTERNS if patterns else []
+        self._patterns = SECRET_PATTERNS if patterns else []
         self.add(*secrets)
 
     def add(self, *secrets: str | None) -> None:
