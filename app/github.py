@@ -43,13 +43,20 @@ class GitHubRetry:
             return RetryOption(False)
         if isinstance(exc, RateLimitExceeded):
             wait = max(exc.retry_after.total_seconds(), 1.0)
-        elif (isinstance(exc, RequestFailed) and exc.response.status_code >= 500) or isinstance(exc, RequestError):
-            wait = self.base_seconds * 2**count * (1 + random.random() / 4)
+        elif isinstance(exc, RequestFailed):  # a subclass of RequestError: test it first
+            if exc.response.status_code < 500:
+                return RetryOption(False)  # 4xx other than rate limits: asking again changes nothing
+            wait = self._backoff(count)
+        elif isinstance(exc, RequestError):  # connection refused or reset, timeouts
+            wait = self._backoff(count)
         else:
             return RetryOption(False)
         if wait > self.max_wait:
             return RetryOption(False)
         return RetryOption(True, timedelta(seconds=wait))
+
+    def _backoff(self, count: int) -> float:
+        return self.base_seconds * 2**count * (1 + random.random() / 4)
 
 
 @dataclass(frozen=True)
@@ -99,16 +106,19 @@ class GitHubApp:
     def as_app(self) -> GitHub[Any]:
         return self._client(AppAuthStrategy(self._app_id, self._key))
 
-    async def identity(self) -> AppIdentity:
-        """The App's slug and bot account, learnt once from `GET /app`."""
+    async def identity(self, installation_id: int) -> AppIdentity:
+        """The App's slug and bot account, learnt once: `GET /app` (as the App), then the bot's user id
+        (as an installation: App tokens may only call `/app` routes)."""
         if self._identity is None:
             async with self.as_app() as gh:
                 app = (await gh.arequest("GET", "/app")).json()
-                slug = app["slug"]
+            slug = app["slug"]
+            token = await self.token(installation_id)
+            async with self._client(TokenAuthStrategy(token.token)) as gh:
                 try:
                     bot = (await gh.arequest("GET", f"/users/{slug}[bot]")).json()
                     bot_id = bot.get("id") if isinstance(bot, dict) else None
-                except RequestFailed:
+                except GitHubException:
                     bot_id = None  # commits still attribute by login; only the noreply id is missing
             self._identity = AppIdentity(id=app["id"], slug=slug, name=app.get("name") or slug, bot_id=bot_id)
         return self._identity

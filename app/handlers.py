@@ -11,6 +11,7 @@ from typing import Any
 
 from githubkit.exception import GitHubException
 
+from app import pipeline
 from app.github import GitHubApp, GitHubNotConfigured, can_write
 from app.jobs import JobKind
 from app.worker import Handlers, JobContext, JobFailed
@@ -51,11 +52,10 @@ def _refused(exc: NotAuthorised) -> dict[str, Any]:
 @handlers.register(JobKind.RESOLVE_ISSUE)
 async def resolve_issue(ctx: JobContext) -> dict[str, Any]:
     try:
-        await authorise(ctx)
+        app = await authorise(ctx)
     except NotAuthorised as exc:
         return _refused(exc)
-    raise JobFailed("this build of Honk accepts and authorises issue requests but cannot yet turn them into "
-                    "pull requests (the issue-to-pull-request pipeline is not installed)")
+    return await pipeline.resolve_issue(ctx, app)
 
 
 @handlers.register(JobKind.FOLLOW_UP)

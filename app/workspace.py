@@ -114,8 +114,11 @@ class Mirror:
         return out.strip() or None
 
     async def branches(self, prefix: str) -> list[str]:
-        out = await git("for-each-ref", "--format=%(refname:strip=2)", f"refs/heads/{prefix}", cwd=self.path)
-        return [line for line in out.splitlines() if line]
+        """Branches whose name starts with `prefix` (a plain for-each-ref pattern only matches whole path
+        components, so `honk/issue-1` alone would miss `honk/issue-1-fix`)."""
+        out = await git("for-each-ref", "--format=%(refname:strip=2)", f"refs/heads/{prefix}*",
+                        f"refs/heads/{prefix}", cwd=self.path)
+        return sorted({line for line in out.splitlines() if line})
 
 
 @dataclass

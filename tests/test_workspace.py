@@ -93,6 +93,10 @@ def test_mirror_fetch_is_incremental_and_safe_for_concurrent_jobs(tmp_path: Path
         sh("git", "branch", "feature", "main", cwd=upstream)
         await mirror.fetch(token=None)
         assert await mirror.branches("feature") == ["feature"]
+        sh("git", "branch", "honk/issue-1-fix-it", "main", cwd=upstream)
+        sh("git", "branch", "honk/issue-12", "main", cwd=upstream)
+        await mirror.fetch(token=None)
+        assert await mirror.branches("honk/issue-1") == ["honk/issue-1-fix-it", "honk/issue-12"]
         workspaces = await asyncio.gather(*(Workspace.create(mirror, tmp_path / f"w{n}", branch=f"honk/issue-{n}",
                                                              start="main") for n in range(3)))
         assert len({ws.base for ws in workspaces}) == 1

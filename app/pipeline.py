@@ -1,0 +1,309 @@
+"""Issue to pull request: what a `resolve_issue` job does once its requester is authorised.
+
+    acknowledge -> workspace -> config -> setup -> agent -> verify (<= 2 more rounds) -> guard
+                -> commit -> push -> open or update the pull request -> final status
+
+Every step is idempotent on a retry: the status comment, branch and pull request are found by the job's
+marker or the issue's branch prefix, and work continues on top of what is already pushed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from githubkit.exception import GitHubException
+
+from app import report
+from app.agent import Agent, AgentResult, DataBlock
+from app.briefing import issue_task
+from app.github import AppIdentity, GitHubApp, Repo, can_write
+from app.guard import check_change
+from app.repo_config import RepoConfig, RepoConfigError, detect_test_command, parse_repo_config
+from app.report import JobLink, Outcome, RunFigures
+from app.sandbox import Sandbox, SandboxError
+from app.verify import Verification, run_setup, run_tests
+from app.worker import JobContext, JobFailed
+from app.workspace import GitError, Mirror, Workspace, branch_name, git
+
+log = logging.getLogger("honk.pipeline")
+
+CONFIG_PATH = ".github/honk.yml"
+FIX_ROUNDS = 2  # extra agent rounds when Honk's own test run fails
+TEST_TIMEOUT = 900.0
+
+
+class StatusComment:
+    """The one comment per run that says where the job is, edited in place."""
+
+    def __init__(self, repo: Repo, number: int, link: JobLink, bot_login: str) -> None:
+        self.repo, self.number, self.link, self.bot_login = repo, number, link, bot_login
+        self.id: int | None = None
+
+    async def show(self, body: str) -> None:
+        if self.id is None:
+            # A retried job edits the comment its earlier attempt wrote.
+            for comment in await self.repo.issue_comments(self.number):
+                if (comment.get("user") or {}).get("login") == self.bot_login and \
+                        report.job_of(comment.get("body")) == self.link.job_id:
+                    self.id = comment["id"]
+        if self.id is None:
+            self.id = (await self.repo.comment(self.number, body))["id"]
+        else:
+            await self.repo.edit_comment(self.id, body)
+
+    async def step(self, text: str) -> None:
+        await self.show(report.working(self.link, text))
+
+
+@dataclass
+class Run:
+    """What one job learnt on its way, for the final report."""
+
+    ctx: JobContext
+    repo: Repo
+    identity: AppIdentity
+    status: StatusComment
+    config: RepoConfig = field(default_factory=RepoConfig)
+    figures: RunFigures = field(default_factory=RunFigures)
+    permissions: dict[str, bool] = field(default_factory=dict)
+
+    async def can_write(self, login: str) -> bool:
+        if login not in self.permissions:
+            self.permissions[login] = can_write(await self.repo.permission(login))
+        return self.permissions[login]
+
+
+async def resolve_issue(ctx: JobContext, app: GitHubApp) -> dict[str, Any]:
+    job = ctx.job
+    identity = await app.identity(job.installation_id)
+    link = JobLink(job.id, ctx.settings.honk_public_url)
+    async with await app.repo(job.installation_id, job.repo) as repo:
+        status = StatusComment(repo, job.number, link, identity.bot_login)
+        await _acknowledge(repo, job.payload)
+        await status.show(report.queued(link))
+        run = Run(ctx=ctx, repo=repo, identity=identity, status=status)
+        try:
+            return await _resolve(run)
+        except JobFailed as exc:
+            await _report_failure(run, str(exc), final=not exc.retry or job.attempts >= job.max_attempts)
+            raise
+        except (GitHubException, GitError, SandboxError, OSError) as exc:
+            await _report_failure(run, f"{type(exc).__name__}: {exc}", final=job.attempts >= job.max_attempts)
+            raise
+
+
+async def _acknowledge(repo: Repo, trigger: dict[str, Any]) -> None:
+    """👀 on what asked: the comment, or the issue for a label."""
+    comment = trigger.get("comment") or {}
+    try:
+        if trigger.get("type") == "issue_comment" and comment.get("id"):
+            await repo.react("comment", comment["id"])
+        else:
+            await repo.react("issue", (trigger.get("issue") or {})["number"])
+    except (GitHubException, KeyError) as exc:
+        log.warning("cannot react to the request: %s", exc)  # a missing 👀 must not stop the work
+
+
+async def _resolve(run: Run) -> dict[str, Any]:
+    ctx, repo = run.ctx, run.repo
+    job, settings = ctx.job, ctx.settings
+    info = await repo.info()
+    default_branch = info["default_branch"]
+
+    await run.status.step("preparing a workspace")
+    mirror = Mirror.for_url(settings.honk_data_dir, info["clone_url"])
+    await mirror.fetch(repo.token)
+    run.config = await _load_config(mirror, default_branch)
+    prefix = run.config.branch_prefix_over(settings)
+    existing = await _existing_branch(mirror, prefix, job.number)
+    branch = existing or branch_name(prefix, job.number, (job.payload.get("issue") or {}).get("title", ""))
+    workspace = await Workspace.create(mirror, settings.honk_data_dir / "workspaces" / f"job-{job.id}",
+                                       branch=branch, start=existing or default_branch)
+    await ctx.audit.record("workspace", branch=branch, base=workspace.base, continued=bool(existing),
+                           default_branch=default_branch)
+    try:
+        return await _work(run, workspace, default_branch, info)
+    finally:
+        workspace.remove()
+
+
+async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[str, Any]) -> dict[str, Any]:
+    ctx, repo, config = run.ctx, run.repo, run.config
+    job, settings = ctx.job, ctx.settings
+    sandbox = Sandbox(workspace.path, settings)
+    await sandbox.check()
+
+    if config.setup:
+        await run.status.step("running the repository's setup")
+        # Setup runs before the model has touched anything, so it alone may use the network (to install).
+        failure = await run_setup(Sandbox(workspace.path, settings, network=True), config.setup, TEST_TIMEOUT)
+        await ctx.audit.record("verify.setup", commands=config.setup, ok=failure is None,
+                               output=failure.output if failure else "")
+        if failure:
+            raise JobFailed(f"the repository's setup failed: `{failure.command}` exited {failure.exit_code}.\n\n"
+                            f"```\n{failure.output[-2000:]}\n```\n\nFix `setup` in `{CONFIG_PATH}` and ask again.")
+    await _exclude_untracked(workspace)  # setup's artifacts (venvs, node_modules) are not part of the change
+
+    comments = await repo.issue_comments(job.number)
+    task = await issue_task(repo=job.repo, trigger=job.payload, comments=comments, requester=job.requester or "",
+                            requested_at=job.created_at.replace(tzinfo=UTC), bot_login=run.identity.bot_login,
+                            can_write=run.can_write)
+    test_command, test_reason = _test_command(config, workspace.path)
+    agent_settings = settings.model_copy(update={"honk_model": config.model_over(settings)})
+
+    await run.status.step("working on the change")
+    async with Agent(agent_settings, workspace.path, ctx.audit, budget=config.budget_over(settings),
+                     secrets=[repo.token], sandbox=sandbox) as agent:
+        result = await agent.run(task)
+        changed = await workspace.stage_all()
+        verification = await _verify(run, sandbox, test_command, test_reason) if changed else None
+        rounds = 0
+        while verification and verification.failed and result.stop == "completed" and rounds < FIX_ROUNDS:
+            rounds += 1
+            await run.status.step(f"tests failed; fixing them (round {rounds} of {FIX_ROUNDS})")
+            result = await agent.resume(
+                f"Honk ran `{test_command}` after your change and it failed. Fix the cause (not the tests, unless "
+                "they are wrong), run it again, and reply with an updated summary.",
+                data=[DataBlock(f"output of `{test_command}`", verification.output)])
+            changed = await workspace.stage_all()
+            verification = await _verify(run, sandbox, test_command, test_reason) if changed else None
+    run.figures = _figures(result)
+
+    if not changed or verification is None:
+        return await _no_change(run, result)
+    refusals = check_change(workspace.path, workspace.base, config)
+    if refusals:
+        await ctx.audit.record("guard.refused", refusals=[r.message for r in refusals])
+        lines = "\n".join(f"- {r.message}" for r in refusals)
+        raise JobFailed(f"I made a change but will not push it:\n\n{lines}\n\nNothing was pushed. Adjust the "
+                        f"request (or `protected_paths` / `allow_workflows` in `{CONFIG_PATH}`) and ask again.")
+
+    await run.status.step("pushing the change")
+    title = report.change_title(result.summary, (job.payload.get("issue") or {}).get("title", ""), job.number)
+    sender = job.payload.get("sender") or {}
+    co_author = (f"{job.requester} <{sender['id']}+{job.requester}@users.noreply.github.com>"
+                 if sender.get("id") else None)
+    sha = await workspace.commit(report.commit_message(title=title, summary=result.summary, job_id=job.id,
+                                                       co_author=co_author),
+                                 name=run.identity.bot_login, email=run.identity.bot_email)
+    await workspace.push(repo.token)
+    await ctx.audit.record("git.pushed", branch=workspace.branch, commit=sha, files=changed)
+
+    stopped = _stopped_early(result)
+    draft = config.opens_as_draft(not verification.failed) or stopped is not None
+    body = report.pull_body(summary=result.summary, issue=job.number, verification=verification,
+                            figures=run.figures, link=run.status.link, requester=job.requester or "",
+                            stopped=stopped)
+    owner = info["owner"]["login"]
+    pull = await repo.find_pull(owner, workspace.branch)
+    if pull and pull.get("state") == "open":
+        pull = await repo.edit_pull(pull["number"], title=title, body=body)
+        opened = False
+    else:
+        pull = await repo.open_pull(title=title, body=body, head=workspace.branch, base=default_branch, draft=draft)
+        opened = True
+        if job.requester:
+            await repo.request_review(pull["number"], job.requester)
+    await ctx.audit.record("pull_request", number=pull["number"], url=pull.get("html_url"), opened=opened,
+                           draft=draft, commit=sha)
+
+    verb = "Opened" if opened else "Updated"
+    await run.status.show(report.finished(run.status.link, Outcome(
+        f"✅ {verb} #{pull['number']}: {title}" + (" (draft)" if draft else ""),
+        [report.verification_line(verification)] + ([f"⚠️ {stopped}"] if stopped else [])), run.figures))
+    return {"outcome": "pull_request", "pull_request": pull["number"], "pull_request_url": pull.get("html_url"),
+            "branch": workspace.branch, "commit": sha, "opened": opened, "draft": draft,
+            "verification": verification.to_dict(), **_result_figures(result)}
+
+
+async def _verify(run: Run, sandbox: Sandbox, command: str | None, reason: str) -> Verification:
+    await run.status.step(f"running `{command}`" if command else "checking the change")
+    verification = await run_tests(sandbox, command, reason, TEST_TIMEOUT)
+    await run.ctx.audit.record("verify.tests", **verification.to_dict())
+    return verification
+
+
+async def _no_change(run: Run, result: AgentResult) -> dict[str, Any]:
+    stopped = _stopped_early(result)
+    headline = ("💬 I made no change, so there is no pull request." if stopped is None
+                else f"⚠️ I stopped before making a change: {stopped}")
+    details = [result.summary.strip()] if result.summary.strip() else []
+    await run.status.show(report.finished(run.status.link, Outcome(headline, details), run.figures))
+    return {"outcome": "no_change", "summary": result.summary, "stop": result.stop, **_result_figures(result)}
+
+
+async def _report_failure(run: Run, message: str, *, final: bool) -> None:
+    if final:
+        outcome = Outcome(f"❌ I could not finish this: {message}",
+                          ["Label the issue again or mention me to retry once the cause is fixed."])
+    else:
+        outcome = Outcome(f"⚠️ A step failed and I will retry shortly: {message}")
+    try:
+        await run.status.show(report.finished(run.status.link, outcome, run.figures))
+    except GitHubException as exc:
+        log.warning("cannot update the status comment: %s", exc)
+
+
+async def _load_config(mirror: Mirror, default_branch: str) -> RepoConfig:
+    text = await git("show", f"refs/heads/{default_branch}:{CONFIG_PATH}", cwd=mirror.path, check=False)
+    try:
+        return parse_repo_config(text or None)
+    except RepoConfigError as exc:
+        raise JobFailed(str(exc)) from None
+
+
+async def _existing_branch(mirror: Mirror, prefix: str, number: int) -> str | None:
+    """The branch an earlier attempt for this issue pushed, so a retry continues it instead of forking."""
+    stem = f"{prefix}issue-{number}"
+    for name in await mirror.branches(stem):
+        if name == stem or name.startswith(stem + "-"):
+            return name
+    return None
+
+
+async def _exclude_untracked(workspace: Workspace) -> None:
+    out = await git("ls-files", "--others", "--exclude-standard", "--directory", cwd=workspace.path)
+    paths = [line for line in out.splitlines() if line]
+    if paths:
+        exclude = workspace.path / ".git" / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a") as handle:
+            handle.write("".join(f"/{path}\n" for path in paths))
+
+
+def _test_command(config: RepoConfig, root: Path) -> tuple[str | None, str]:
+    if config.test:
+        return config.test, f"from `{CONFIG_PATH}`"
+    detected = detect_test_command(root)
+    if detected:
+        return detected.command, detected.reason
+    return None, f"no test command in `{CONFIG_PATH}` and none detected (pytest, npm, go, cargo, make)"
+
+
+def _stopped_early(result: AgentResult) -> str | None:
+    if result.stop == "completed":
+        return None
+    if result.stop == "budget":
+        return f"the run stopped at its {result.budget} budget; the change may be incomplete."
+    if result.stop == "refusal":
+        return f"the model declined to continue ({result.refusal_category or 'no category given'})."
+    return f"the run ended early ({result.stop}: {result.error or 'no detail'})."
+
+
+def _figures(result: AgentResult) -> RunFigures:
+    usage = result.usage
+    return RunFigures(turns=result.turns,
+                      input_tokens=usage.get("input_tokens", 0) + usage.get("cache_creation_input_tokens", 0)
+                      + usage.get("cache_read_input_tokens", 0),
+                      output_tokens=usage.get("output_tokens", 0),
+                      cache_read_tokens=usage.get("cache_read_input_tokens", 0), cost_usd=result.cost_usd,
+                      seconds=result.duration_s)
+
+
+def _result_figures(result: AgentResult) -> dict[str, Any]:
+    return {"turns": result.turns, "cost_usd": round(result.cost_usd, 4), "usage": result.usage,
+            "agent_seconds": round(result.duration_s, 2), "stop": result.stop}

@@ -1,0 +1,254 @@
+"""Issue to pull request, end to end: a real `honk serve`, the local GitHub (REST and git over HTTP) and the
+scripted model. Each test labels or mentions on an issue and checks what a user would see on GitHub."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import signal
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.github import FakeGitHub
+from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, reply, thinking
+from tests.support import SECRET, HonkProcess, app_private_key, free_port, honk_env, wait_for
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
+
+REPO = "acme/widgets"
+FILES = {
+    "widgets.py": "def spin():\n    return 'backwards'\n",
+    "README.md": "# Widgets\n",
+    ".github/honk.yml": "test: grep -q forwards widgets.py\n",
+}
+FIX = (reply(thinking("Read the code first."), bash("cat widgets.py")),
+       reply(edit("str_replace", "widgets.py", old_str="backwards", new_str="forwards")),
+       end("Make widgets spin forwards\n\nspin() returned 'backwards'; it now returns 'forwards'."))
+
+
+@pytest.fixture(scope="module")
+def app_key() -> str:
+    return app_private_key()
+
+
+@dataclass
+class World:
+    github: FakeGitHub
+    model: FakeMessagesAPI
+    url: str
+    tmp: Path
+    env: dict[str, str]
+    processes: list[HonkProcess]
+
+    def start(self, *args: str, **env: str) -> HonkProcess:
+        process = HonkProcess(list(args), {**self.env, **env}, self.tmp, self.tmp / f"honk{len(self.processes)}.log")
+        self.processes.append(process)
+        return process
+
+    def label(self, number: int, sender: str = "alice", label: str = "honk") -> httpx.Response:
+        return self.github.deliver("issues", self.github.issues_labeled(REPO, number, label, sender))
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return httpx.get(f"{self.url}/api/jobs/{job_id}", timeout=10).json()
+
+    def finished(self, job_id: int, timeout: float = 60) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+        try:
+            return wait_for(done, timeout=timeout, interval=0.1, what=f"job {job_id}")
+        except AssertionError:
+            raise AssertionError(f"job {job_id} did not finish: {self.job(job_id)}\n" + self.logs()) from None
+
+    def logs(self) -> str:
+        return "\n".join(process.output()[-4000:] for process in self.processes)
+
+    def bot_comments(self, number: int) -> list[dict[str, Any]]:
+        return [c for c in self.github.comments(REPO, number) if c["user"]["login"] == self.github.bot_login]
+
+
+@pytest.fixture
+def world(tmp_path: Path, app_key: str) -> Iterator[World]:
+    github = FakeGitHub(app_id=4242, private_key_pem=app_key, permissions={"alice": "write", "bob": "read"},
+                        root=tmp_path / "github")
+    github.create_repo(REPO, FILES)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with github.serve() as github_url, FakeMessagesAPI() as model:
+        github.webhook_target(f"{url}/api/github/webhooks", SECRET)
+        env = honk_env(tmp_path, GITHUB_APP_ID="4242", GITHUB_PRIVATE_KEY=app_key.replace("\n", "\\n"),
+                       GITHUB_API_URL=github_url, HONK_DATABASE_URL=f"sqlite:///{tmp_path / 'honk.db'}",
+                       HONK_POLL_SECONDS="0.1", HONK_RETRY_BASE_SECONDS="0.5", **model.env())
+        world = World(github, model, url, tmp_path, env, [])
+        try:
+            yield world
+        finally:
+            for process in world.processes:
+                process.stop()
+    github.close()
+
+
+def serve(world: World, **env: str) -> HonkProcess:
+    honk = world.start("serve", "--port", world.url.rsplit(":", 1)[1], **env)
+    honk.wait_http(f"{world.url}/healthz")
+    return honk
+
+
+def test_a_labelled_issue_becomes_one_tested_pull_request(world: World) -> None:
+    serve(world)
+    issue = world.github.create_issue(REPO, "Widgets spin backwards", "They should spin forwards.", user="alice")
+    world.model.script(*FIX)
+
+    answer = world.label(issue)
+    assert answer.status_code == 202, answer.text
+    job = world.finished(answer.json()["job"])
+    assert job["status"] == "succeeded", world.logs()
+    result = job["result"]
+    assert result["outcome"] == "pull_request" and result["verification"]["status"] == "passed"
+
+    github, bot = world.github, world.github.bot_login
+    assert [r["content"] for r in github.reactions(REPO, issue) if r["user"]["login"] == bot] == ["eyes"]
+    [status] = world.bot_comments(issue)
+    [pull] = github.pulls(REPO)
+    assert f"Opened #{pull['number']}" in status["body"]
+    assert "Tests passed: `grep -q forwards widgets.py`" in status["body"]
+    assert f"/jobs/{job['id']}" in status["body"] and "turns" in status["body"] and "$" in status["body"]
+
+    branch = "honk/issue-1-widgets-spin-backwards"
+    assert (pull["head"]["ref"], pull["base"]["ref"], pull["draft"]) == (branch, "main", False)
+    assert f"Closes #{issue}" in pull["body"] and "✅ Tests passed" in pull["body"]
+    assert pull["title"] == "Make widgets spin forwards"
+    assert [r["login"] for r in pull["requested_reviewers"]] == ["alice"]
+    assert github.file_at(REPO, branch, "widgets.py") == "def spin():\n    return 'forwards'\n"
+    [commit, *_] = github.log(REPO, branch)
+    assert (commit["author_name"], commit["author_email"]) == (bot, github.bot_email)
+    assert f"Honk-Job: {job['id']}" in commit["message"]
+    assert "Co-authored-by: alice <" in commit["message"]
+    assert not [push for push in github.pushes if push.forced]
+
+    # The token reached git only through the environment: nothing Honk keeps on disk holds one.
+    tokens = list(github.tokens)
+    for path in (world.tmp / "data").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [t for t in tokens if t.encode() in data], f"token written to {path}"
+    assert not (world.tmp / "data" / "workspaces" / f"job-{job['id']}").exists()  # cleaned up
+
+    # GitHub redelivers: nothing happens twice.
+    again = github.redeliver(github.deliveries[-1].id)
+    assert again.json() == {"status": "duplicate"}
+    assert len(github.pulls(REPO)) == 1 and len(world.bot_comments(issue)) == 1
+
+
+def test_asking_again_updates_the_same_pull_request(world: World) -> None:
+    serve(world)
+    issue = world.github.create_issue(REPO, "Widgets spin backwards", "", user="alice")
+    world.model.script(*FIX)
+    first = world.finished(world.label(issue).json()["job"])
+    assert first["status"] == "succeeded", world.logs()
+    assert first["result"]["outcome"] == "pull_request", (first["result"], len(world.model.requests))
+    world.model.script(reply(edit("create", "CHANGELOG.md", file_text="- widgets spin forwards\n")),
+                       end("Note the fix in the changelog"))
+    comment = world.github.issue_comment_created(REPO, issue, "@honk please add a changelog entry", "alice")
+    second = world.finished(world.github.deliver("issue_comment", comment).json()["job"])
+    assert second["status"] == "succeeded", world.logs()
+    assert second["result"].get("opened") is False
+    [pull] = world.github.pulls(REPO)
+    assert world.github.file_at(REPO, pull["head"]["ref"], "CHANGELOG.md") == "- widgets spin forwards\n"
+    assert len(world.github.log(REPO, pull["head"]["ref"])) == 3  # initial, first fix, changelog on top
+    assert world.github.reactions(REPO, comment_id=comment["comment"]["id"])[0]["content"] == "eyes"
+
+
+def test_a_readers_label_and_a_bots_comment_change_nothing(world: World) -> None:
+    serve(world)
+    issue = world.github.create_issue(REPO, "Widgets spin backwards", "", user="bob")
+    refused = world.finished(world.label(issue, sender="bob").json()["job"])
+    assert (refused["status"], refused["outcome"]) == ("succeeded", "not_authorised")
+
+    world.github.register_user("dependabot[bot]", "Bot")
+    bot = world.github.deliver("issue_comment", world.github.issue_comment_created(
+        REPO, issue, "@honk bump everything", "dependabot[bot]"))
+    assert bot.status_code == 200 and bot.json()["status"] == "ignored"
+
+    assert world.bot_comments(issue) == [] and world.github.reactions(REPO, issue) == []
+    assert world.github.pulls(REPO) == [] and list(world.github.branches(REPO)) == ["main"]
+    assert world.model.bodies == []
+
+
+def test_a_question_gets_an_answer_and_no_pull_request(world: World) -> None:
+    serve(world)
+    issue = world.github.create_issue(REPO, "Which way do widgets spin?", "Just curious.", user="alice")
+    world.model.script(reply(bash("cat widgets.py")),
+                       end("They spin backwards: `spin()` returns 'backwards'. Nothing to change."))
+    job = world.finished(world.label(issue).json()["job"])
+    assert (job["status"], job["result"]["outcome"]) == ("succeeded", "no_change")
+    [status] = world.bot_comments(issue)
+    assert "I made no change" in status["body"] and "They spin backwards" in status["body"]
+    assert world.github.pulls(REPO) == [] and list(world.github.branches(REPO)) == ["main"]
+
+
+def test_failing_tests_go_back_to_the_model_then_open_a_draft(world: World) -> None:
+    serve(world)
+    issue = world.github.create_issue(REPO, "Widgets spin backwards", "", user="alice")
+    world.model.script(reply(edit("str_replace", "widgets.py", old_str="backwards", new_str="sideways")),
+                       end("Sideways is close enough."),
+                       end("Still sideways."),  # after the first failed verification
+                       end("I cannot make it pass."))  # after the second
+    job = world.finished(world.label(issue).json()["job"])
+    assert job["status"] == "succeeded", world.logs()
+    feedback = [b for b in world.model.bodies if "Honk ran `grep -q forwards widgets.py`" in str(b["messages"][-1])]
+    assert len(feedback) == 2  # exactly two more rounds
+    [pull] = world.github.pulls(REPO)
+    assert pull["draft"] is True and "❌ Tests failed: `grep -q forwards widgets.py` exited 1" in pull["body"]
+    [status] = world.bot_comments(issue)
+    assert "(draft)" in status["body"] and "Tests failed" in status["body"]
+
+
+def test_a_change_that_adds_a_secret_is_not_pushed(world: World) -> None:
+    serve(world)
+    issue = world.github.create_issue(REPO, "Add the deploy token", "", user="alice")
+    token = "ghp_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36))
+    world.model.script(reply(edit("create", "deploy.cfg", file_text=f"token = {token}\n")), end("Added the token."))
+    job = world.finished(world.label(issue).json()["job"])
+    assert job["status"] == "failed" and "will not push" in job["error"]
+    [status] = world.bot_comments(issue)
+    assert "will not push" in status["body"] and "deploy.cfg" in status["body"] and token not in status["body"]
+    assert list(world.github.branches(REPO)) == ["main"] and world.github.pulls(REPO) == []
+    assert token not in str(world.job(job["id"])["events"])  # redacted from the audit trail too
+
+
+def test_github_errors_and_rate_limits_are_retried(world: World) -> None:
+    serve(world)
+    issue = world.github.create_issue(REPO, "Widgets spin backwards", "", user="alice")
+    world.github.failures.update({"create_pull": [502], "create_comment": [403], "get_repo": [502]})
+    world.model.script(*FIX)
+    job = world.finished(world.label(issue).json()["job"])
+    assert job["status"] == "succeeded" and job["attempts"] == 1, world.logs()
+    assert len(world.github.calls("create_pull")) == 2 and len(world.github.pulls(REPO)) == 1
+    assert len(world.bot_comments(issue)) == 1
+
+
+def test_a_worker_killed_mid_job_still_yields_exactly_one_pull_request(world: World) -> None:
+    web = world.start("web", "--port", world.url.rsplit(":", 1)[1])
+    web.wait_http(f"{world.url}/healthz")
+    fast = {"HONK_LEASE_SECONDS": "2"}
+    first = world.start("worker", **fast)
+    issue = world.github.create_issue(REPO, "Widgets spin backwards", "", user="alice")
+    world.model.script(reply(bash("sleep 60")), *FIX)  # the first attempt is busy in the sandbox when killed
+    job_id = world.label(issue).json()["job"]
+    wait_for(lambda: len(world.model.bodies) >= 1, what="the first attempt to reach the model")
+    wait_for(lambda: world.job(job_id)["events"][-1]["kind"] == "tool.call", what="the slow command")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+
+    world.start("worker", **fast)
+    job = world.finished(job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 2, world.logs()
+    assert "job.reclaimed" in [e["kind"] for e in job["events"]]
+    assert len(world.github.pulls(REPO)) == 1 and len(world.bot_comments(issue)) == 1
