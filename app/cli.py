@@ -73,6 +73,7 @@ async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool)
         finally:
             stop.set()
 
+    await _learn_app_slug(state)
     with _signals(stop, server):
         log.info("honk %s listening on http://%s:%d (database %s)", "serve" if with_worker else "web", host,
                  port, state.db.safe_url)
@@ -94,6 +95,26 @@ async def _worker(settings: Settings) -> int:
         await worker.run(stop)
     state.db.dispose()
     return 0
+
+
+async def _learn_app_slug(state: HonkState, timeout: float = 10.0) -> None:
+    """Learn the App's slug, so that a mention of `@<slug>` asks Honk to work too. Never fatal: without
+    it only HONK_TRIGGER is recognised, and the log says so."""
+    from githubkit.exception import GitHubException
+
+    from app.github import GitHubApp, GitHubNotConfigured
+
+    try:
+        info = await asyncio.wait_for(GitHubApp(state.settings).app_info(), timeout)
+    except GitHubNotConfigured:
+        return
+    except (GitHubException, TimeoutError, KeyError, ValueError) as exc:
+        log.warning("cannot learn the App's slug from GitHub (%s); only %s will be recognised",
+                    exc or type(exc).__name__, state.settings.honk_trigger)
+        return
+    state.learn_app_slug(info["slug"])
+    log.info("GitHub App %r (id %s): mentions of @%s ask Honk to work", info.get("name"), info.get("id"),
+             info["slug"])
 
 
 def _prepare(settings: Settings, host: str) -> HonkState:

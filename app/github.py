@@ -106,12 +106,16 @@ class GitHubApp:
     def as_app(self) -> GitHub[Any]:
         return self._client(AppAuthStrategy(self._app_id, self._key))
 
+    async def app_info(self) -> dict[str, Any]:
+        """`GET /app`, as the App itself: its id, slug and name."""
+        async with self.as_app() as gh:
+            return (await gh.arequest("GET", "/app")).json()
+
     async def identity(self, installation_id: int) -> AppIdentity:
         """The App's slug and bot account, learnt once: `GET /app` (as the App), then the bot's user id
         (as an installation: App tokens may only call `/app` routes)."""
         if self._identity is None:
-            async with self.as_app() as gh:
-                app = (await gh.arequest("GET", "/app")).json()
+            app = await self.app_info()
             slug = app["slug"]
             token = await self.token(installation_id)
             async with self._client(TokenAuthStrategy(token.token)) as gh:

@@ -10,6 +10,7 @@ marker or the issue's branch prefix, and work continues on top of what is alread
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -116,7 +117,9 @@ async def _resolve(run: Run) -> dict[str, Any]:
 
     await run.status.step("preparing a workspace")
     mirror = Mirror.for_url(settings.honk_data_dir, info["clone_url"])
+    started = time.monotonic()
     await mirror.fetch(repo.token)
+    fetched = time.monotonic()
     run.config = await _load_config(mirror, default_branch)
     prefix = run.config.branch_prefix_over(settings)
     existing = await _existing_branch(mirror, prefix, job.number)
@@ -124,7 +127,8 @@ async def _resolve(run: Run) -> dict[str, Any]:
     workspace = await Workspace.create(mirror, settings.honk_data_dir / "workspaces" / f"job-{job.id}",
                                        branch=branch, start=existing or default_branch)
     await ctx.audit.record("workspace", branch=branch, base=workspace.base, continued=bool(existing),
-                           default_branch=default_branch)
+                           default_branch=default_branch, fetch_s=round(fetched - started, 3),
+                           clone_s=round(time.monotonic() - fetched, 3))
     try:
         return await _work(run, workspace, default_branch, info)
     finally:
@@ -187,11 +191,13 @@ async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[
     sender = job.payload.get("sender") or {}
     co_author = (f"{job.requester} <{sender['id']}+{job.requester}@users.noreply.github.com>"
                  if sender.get("id") else None)
+    started = time.monotonic()
     sha = await workspace.commit(report.commit_message(title=title, summary=result.summary, job_id=job.id,
                                                        co_author=co_author),
                                  name=run.identity.bot_login, email=run.identity.bot_email)
     await workspace.push(repo.token)
-    await ctx.audit.record("git.pushed", branch=workspace.branch, commit=sha, files=changed)
+    await ctx.audit.record("git.pushed", branch=workspace.branch, commit=sha, files=changed,
+                           seconds=round(time.monotonic() - started, 3))
 
     stopped = _stopped_early(result)
     draft = config.opens_as_draft(not verification.failed) or stopped is not None

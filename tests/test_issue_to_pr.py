@@ -252,3 +252,26 @@ def test_a_worker_killed_mid_job_still_yields_exactly_one_pull_request(world: Wo
     assert job["status"] == "succeeded" and job["attempts"] == 2, world.logs()
     assert "job.reclaimed" in [e["kind"] for e in job["events"]]
     assert len(world.github.pulls(REPO)) == 1 and len(world.bot_comments(issue)) == 1
+
+
+def test_a_bad_repository_config_is_explained_in_the_status_comment(world: World) -> None:
+    serve(world)
+    world.github.create_repo("acme/gadgets", {"gadget.py": "x = 1\n", ".github/honk.yml": "budget:\n  max_turns: -3\n"})
+    issue = world.github.create_issue("acme/gadgets", "Gadgets", "", user="alice")
+    answer = world.github.deliver("issues", world.github.issues_labeled("acme/gadgets", issue, "honk", "alice"))
+    job = world.finished(answer.json()["job"])
+    assert job["status"] == "failed" and job["attempts"] == 1  # a bad file is not retried
+    [status] = [c for c in world.github.comments("acme/gadgets", issue) if c["user"]["login"] == world.github.bot_login]
+    assert "`budget.max_turns` must be a positive integer (got -3)" in status["body"]
+    assert "could not finish" in status["body"] and "Traceback" not in status["body"]
+    assert world.model.bodies == []  # the model was never asked
+
+
+def test_mentioning_the_apps_own_slug_asks_honk_too(world: World) -> None:
+    serve(world)
+    issue = world.github.create_issue(REPO, "Widgets spin backwards", "", user="alice")
+    world.model.script(*FIX)
+    answer = world.github.deliver("issue_comment", world.github.issue_comment_created(
+        REPO, issue, f"@{world.github.slug} fix this please", "alice"))
+    assert answer.status_code == 202, answer.text
+    assert world.finished(answer.json()["job"])["result"]["outcome"] == "pull_request"
