@@ -35,6 +35,7 @@ log = logging.getLogger("honk.pipeline")
 CONFIG_PATH = ".github/honk.yml"
 FIX_ROUNDS = 2  # extra agent rounds when Honk's own test run fails
 TEST_TIMEOUT = 900.0
+MAX_DIFF_CHARS = 200_000  # the diff kept in the audit trail for the job page
 
 
 class StatusComment:
@@ -187,6 +188,7 @@ async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[
                         f"request (or `protected_paths` / `allow_workflows` in `{CONFIG_PATH}`) and ask again.")
 
     await run.status.step("pushing the change")
+    diff = await workspace.diff()
     title = report.change_title(result.summary, (job.payload.get("issue") or {}).get("title", ""), job.number)
     sender = job.payload.get("sender") or {}
     co_author = (f"{job.requester} <{sender['id']}+{job.requester}@users.noreply.github.com>"
@@ -197,7 +199,7 @@ async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[
                                  name=run.identity.bot_login, email=run.identity.bot_email)
     await workspace.push(repo.token)
     await ctx.audit.record("git.pushed", branch=workspace.branch, commit=sha, files=changed,
-                           seconds=round(time.monotonic() - started, 3))
+                           seconds=round(time.monotonic() - started, 3), diff=_clip(diff, MAX_DIFF_CHARS))
 
     stopped = _stopped_early(result)
     draft = config.opens_as_draft(not verification.failed) or stopped is not None
@@ -298,6 +300,10 @@ def _stopped_early(result: AgentResult) -> str | None:
     if result.stop == "refusal":
         return f"the model declined to continue ({result.refusal_category or 'no category given'})."
     return f"the run ended early ({result.stop}: {result.error or 'no detail'})."
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"\n[… {len(text) - limit} more characters]\n"
 
 
 def _figures(result: AgentResult) -> RunFigures:
