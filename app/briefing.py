@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -78,3 +79,112 @@ def _time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+THREAD_LINE = re.compile(r"^\s*[-*]?\s*\[thread (\d+)\]:?\s*(.+)$", re.M)
+
+
+@dataclass
+class Thread:
+    """A review thread Honk was asked about: its root comment and where it points."""
+
+    root_id: int
+    path: str
+    line: int | None
+    diff_hunk: str
+    comments: list[dict[str, Any]] = field(default_factory=list)  # oldest first, the root included
+    reviewer: str = ""
+
+
+@dataclass
+class FollowUpBrief:
+    task: Task
+    threads: list[Thread]  # answered with a reply each
+    conversation: list[str]  # review bodies and PR comments answered with one PR comment
+    reviewers: list[str]  # whose review to request again
+
+
+async def follow_up_task(*, repo: str, pull: dict[str, Any], triggers: list[dict[str, Any]],
+                         review_comments: list[dict[str, Any]], unresolved: list[Thread], history: list[str],
+                         diff: str, issue: dict[str, Any] | None, bot_login: str, can_write: CanWrite
+                         ) -> FollowUpBrief:
+    """What the model is told for review feedback. Requests come from writers (the job checked them);
+    every thread is named `[thread ID]` so the model can say, per thread, what it did."""
+    by_id = {c["id"]: c for c in review_comments}
+    threads: dict[int, Thread] = {}
+    conversation: list[str] = []
+    reviewers: list[str] = []
+
+    def thread_of(comment: dict[str, Any]) -> Thread:
+        root = by_id.get(comment.get("in_reply_to_id") or comment["id"], comment)
+        if root["id"] not in threads:
+            in_thread = [c for c in review_comments if root["id"] in (c["id"], c.get("in_reply_to_id"))]
+            threads[root["id"]] = Thread(root["id"], root.get("path", ""),
+                                         root.get("line") or root.get("original_line"), root.get("diff_hunk", ""),
+                                         in_thread or [root], (comment.get("user") or {}).get("login", ""))
+        return threads[root["id"]]
+
+    for trigger in triggers:
+        kind = trigger.get("type")
+        who = (trigger.get("sender") or {}).get("login", "")
+        if kind == "review":
+            review = trigger.get("review") or {}
+            reviewers.append((review.get("user") or {}).get("login") or who)
+            if strip_hidden(review.get("body")):
+                conversation.append(f"Review by @{who} ({review.get('state', 'commented')}): "
+                                    f"{strip_hidden(review.get('body'))}")
+            for comment in review_comments:
+                if comment.get("pull_request_review_id") == review.get("id"):
+                    thread_of(comment)
+        elif kind == "review_comment":
+            comment = by_id.get((trigger.get("comment") or {}).get("id")) or trigger.get("comment") or {}
+            reviewers.append(who)
+            thread_of(comment)
+        else:
+            conversation.append(f"Comment by @{who}: {strip_hidden((trigger.get('comment') or {}).get('body'))}")
+
+    lines = [f"Address review feedback on pull request #{pull['number']} ({strip_hidden(pull.get('title'))}) in "
+             f"{repo}, branch `{(pull.get('head') or {}).get('ref')}`. The requests below come from people with "
+             "write access. Change the code where they ask for a change; where you disagree or nothing needs "
+             "changing, say why."]
+    lines += conversation
+    data: list[DataBlock] = []
+    for thread in threads.values():
+        said = []
+        for comment in thread.comments:
+            login = (comment.get("user") or {}).get("login", "")
+            text = strip_hidden(comment.get("body"))
+            if login == bot_login:
+                said.append(f"(Honk earlier: {text})")
+            elif await can_write(login):
+                said.append(f"@{login}: {text}")
+            else:
+                data.append(DataBlock(f"reply in thread {thread.root_id} by @{login} (no write access)", text))
+        where = f"{thread.path}:{thread.line}" if thread.line else thread.path
+        lines.append(f"[thread {thread.root_id}] on `{where}`:\n" + "\n".join(said)
+                     + (f"\n```diff\n{thread.diff_hunk[-1500:]}\n```" if thread.diff_hunk else ""))
+    if history:
+        lines.append("Honk's earlier runs on this work:\n" + "\n".join(f"- {h}" for h in history))
+    if threads:
+        lines.append("Finish with your summary, then one line per thread in this form:\n"
+                     + "\n".join(f"[thread {t}] what you changed there, or why you changed nothing" for t in threads))
+
+    for thread in unresolved:
+        if thread.root_id not in threads:
+            text = "\n".join(strip_hidden(c.get("body")) for c in thread.comments)
+            data.append(DataBlock(f"other unresolved thread on {thread.path} (for awareness, not a request)", text))
+    data.append(DataBlock(f"description of pull request #{pull['number']}", strip_hidden(pull.get("body"))))
+    if issue:
+        data.append(DataBlock(f"issue #{issue.get('number')}: {strip_hidden(issue.get('title'))}",
+                              strip_hidden(issue.get("body"))))
+    if diff:
+        data.append(DataBlock("the pull request's current diff against its base", diff[:40_000]))
+    return FollowUpBrief(Task(instruction="\n\n".join(lines), repository=repo, data=data), list(threads.values()),
+                         conversation, [r for r in dict.fromkeys(reviewers) if r and r != bot_login])
+
+
+def thread_answers(summary: str) -> tuple[str, dict[int, str]]:
+    """Split the model's final reply into its general summary and its `[thread ID] …` lines."""
+    answers = {int(m.group(1)): m.group(2).strip() for m in THREAD_LINE.finditer(summary)}
+    general = THREAD_LINE.sub("", summary).strip()
+    return general, answers

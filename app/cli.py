@@ -29,13 +29,23 @@ def main(argv: list[str] | None = None) -> int:
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
         cmd.add_argument("--port", type=int, default=None, help="port (default $PORT, else 3000)")
+        cmd.add_argument("--public-url", default=None,
+                         help="where users and GitHub reach Honk (sets HONK_PUBLIC_URL for this run)")
     commands.add_parser("worker", help="worker only; any number may share one database")
     run = commands.add_parser("run", help="run the agent on a local checkout, without GitHub")
     run.add_argument("--repo", type=Path, required=True, help="path to a git checkout")
     run.add_argument("task", help="what to do, in words")
+    commands.add_parser("doctor", help="check settings, GitHub, Anthropic, database, sandbox, git and disk")
     args = parser.parse_args(argv)
 
     _configure_logging()
+    if args.command == "doctor":  # before loading settings: a bad setting is one of the things it reports
+        from app.doctor import main as doctor
+
+        return doctor()
+    if getattr(args, "public_url", None):
+        # Through the environment, so that settings reloaded after the first-run setup keep it too.
+        os.environ["HONK_PUBLIC_URL"] = args.public_url
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -80,6 +90,7 @@ async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool)
         if with_worker:
             worker = _make_worker(state)
             state.on_job_queued.append(worker.wake)
+            state.on_settings_changed.append(lambda new: setattr(worker, "settings", new))  # after first-run setup
             await asyncio.gather(web(), worker.run(stop))
         else:
             await web()

@@ -18,6 +18,7 @@ from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
 from githubkit.typing import RetryOption
 
+from app.metrics import PROCESS as PROCESS_METRICS
 from app.settings import Settings
 
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
@@ -101,7 +102,8 @@ class GitHubApp:
         # githubkit caches tokens process-wide, keyed without the base URL; a cache of our own keeps two
         # Apps (or a test's local GitHub) in one process apart.
         return GitHub(auth, base_url=self.base_url + "/", cache_strategy=MemCacheStrategy(), timeout=30,
-                      auto_retry=self.retry, http_cache=False)
+                      auto_retry=self.retry, http_cache=False,
+                      async_event_hooks={"response": [PROCESS_METRICS.github_response]})  # errors for /metrics
 
     def as_app(self) -> GitHub[Any]:
         return self._client(AppAuthStrategy(self._app_id, self._key))
@@ -224,6 +226,36 @@ class Repo:
     async def edit_pull(self, number: int, **fields: Any) -> dict[str, Any]:
         return await self._call("PATCH", f"/pulls/{number}", json=fields)
 
+    async def pull(self, number: int) -> dict[str, Any]:
+        return await self._call("GET", f"/pulls/{number}")
+
+    async def review_comments(self, number: int, review_id: int | None = None) -> list[dict[str, Any]]:
+        """Every review comment on the pull request, or only those of one review, oldest first."""
+        path = f"/pulls/{number}/reviews/{review_id}/comments" if review_id else f"/pulls/{number}/comments"
+        comments: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            batch = await self._call("GET", path, params={"per_page": 100, "page": page})
+            comments += batch
+            if len(batch) < 100:
+                return comments
+            page += 1
+
+    async def reply(self, number: int, comment_id: int, body: str) -> dict[str, Any]:
+        """Answer in a review comment's thread."""
+        return await self._call("POST", f"/pulls/{number}/comments/{comment_id}/replies", json={"body": body})
+
+    async def review_threads(self, number: int) -> list[dict[str, Any]]:
+        """The pull request's review threads (GraphQL): id, isResolved, and their comments' database ids."""
+        owner, name = self.full_name.split("/", 1)
+        data = await self.gh.async_graphql(_THREADS_QUERY, {"owner": owner, "name": name, "number": number})
+        threads = data["repository"]["pullRequest"]["reviewThreads"]["nodes"]
+        return [{"id": t["id"], "resolved": t["isResolved"],
+                 "comment_ids": [c["databaseId"] for c in t["comments"]["nodes"]]} for t in threads]
+
+    async def resolve_thread(self, thread_id: str) -> None:
+        await self.gh.async_graphql(_RESOLVE_MUTATION, {"id": thread_id})
+
     async def request_review(self, number: int, login: str) -> bool:
         try:
             await self._call("POST", f"/pulls/{number}/requested_reviewers", json={"reviewers": [login]})
@@ -236,3 +268,18 @@ class Repo:
 
 def can_write(role: str) -> bool:
     return role in WRITE_ROLES
+
+
+_THREADS_QUERY = """
+query($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100) { nodes { id isResolved comments(first: 100) { nodes { databaseId } } } }
+    }
+  }
+}
+"""
+
+_RESOLVE_MUTATION = """
+mutation($id: ID!) { resolveReviewThread(input: {threadId: $id}) { thread { id isResolved } } }
+"""

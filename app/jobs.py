@@ -10,6 +10,7 @@ from typing import Any
 class JobKind(enum.StrEnum):
     RESOLVE_ISSUE = "resolve_issue"  # an issue, labelled or mentioned: answer with a pull request
     FOLLOW_UP = "follow_up"  # a review or comment on a pull request: answer with commits and replies
+    CONTROL = "control"  # "@honk stop" or "@honk retry" on an issue or pull request
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,11 @@ class JobRequest:
     requester: str  # the login whose request this is; authorised in the job, before any work
     installation_id: int
     trigger: dict[str, Any] = field(default_factory=dict)  # the facts the handler needs, see triggers.py
+    delay_seconds: float = 0.0  # follow-ups wait a moment, so that a burst of review comments is one run
 
     @property
     def subject(self) -> str:
-        """Jobs on one subject run one at a time, oldest first."""
-        return f"{self.repo}#{self.number}"
+        """Jobs on one subject run one at a time, oldest first. A control request must act while a job on
+        its issue runs, so it has a subject of its own."""
+        prefix = "control:" if self.kind is JobKind.CONTROL else ""
+        return f"{prefix}{self.repo}#{self.number}"

@@ -9,8 +9,12 @@ marker or the issue's branch prefix, and work continues on top of what is alread
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -19,7 +23,7 @@ from typing import Any
 from githubkit.exception import GitHubException
 
 from app import report
-from app.agent import Agent, AgentResult, DataBlock
+from app.agent import Agent, AgentResult, DataBlock, Task
 from app.briefing import issue_task
 from app.github import AppIdentity, GitHubApp, Repo, can_write
 from app.guard import check_change
@@ -130,39 +134,68 @@ async def _resolve(run: Run) -> dict[str, Any]:
     await ctx.audit.record("workspace", branch=branch, base=workspace.base, continued=bool(existing),
                            default_branch=default_branch, fetch_s=round(fetched - started, 3),
                            clone_s=round(time.monotonic() - fetched, 3))
-    try:
+    async with kept_if_stopped(run, workspace):
         return await _work(run, workspace, default_branch, info)
+
+
+@asynccontextmanager
+async def kept_if_stopped(run: Run, workspace: Workspace) -> AsyncIterator[None]:
+    """Remove the workspace when the job ends, unless someone stopped it (`@honk stop`): then its work so
+    far stays on disk, is reported, and nothing half-done is pushed."""
+    keep = False
+    try:
+        yield
+    except asyncio.CancelledError:
+        current = await asyncio.to_thread(run.ctx.queue.get, run.ctx.job.id)
+        if current is not None and current.cancel_requested:
+            keep = True
+            changes = await git("status", "--short", cwd=workspace.path, check=False)
+            await run.ctx.audit.record("job.stopped", workspace=str(workspace.path), changes=changes)
+            with contextlib.suppress(GitHubException):
+                await run.status.show(report.finished(run.status.link, Outcome(
+                    "🛑 Stopped as asked. Nothing was pushed.",
+                    [f"The work so far is kept on the Honk host in `{workspace.path}`."]), run.figures))
+        raise
     finally:
-        workspace.remove()
+        if not keep:
+            workspace.remove()
 
 
-async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[str, Any]) -> dict[str, Any]:
-    ctx, repo, config = run.ctx, run.repo, run.config
-    job, settings = ctx.job, ctx.settings
+@dataclass
+class Attempt:
+    """The agent's work on a workspace, once Honk has verified it."""
+
+    result: AgentResult
+    changed: list[str]  # staged paths; empty when the model changed nothing
+    verification: Verification | None  # None when there was nothing to verify
+
+
+async def prepare_sandbox(run: Run, workspace: Workspace) -> Sandbox:
+    """Check the sandbox and run the repository's setup, before the model acts."""
+    settings, config = run.ctx.settings, run.config
     sandbox = Sandbox(workspace.path, settings)
     await sandbox.check()
-
     if config.setup:
         await run.status.step("running the repository's setup")
         # Setup runs before the model has touched anything, so it alone may use the network (to install).
         failure = await run_setup(Sandbox(workspace.path, settings, network=True), config.setup, TEST_TIMEOUT)
-        await ctx.audit.record("verify.setup", commands=config.setup, ok=failure is None,
-                               output=failure.output if failure else "")
+        await run.ctx.audit.record("verify.setup", commands=config.setup, ok=failure is None,
+                                   output=failure.output if failure else "")
         if failure:
             raise JobFailed(f"the repository's setup failed: `{failure.command}` exited {failure.exit_code}.\n\n"
                             f"```\n{failure.output[-2000:]}\n```\n\nFix `setup` in `{CONFIG_PATH}` and ask again.")
     await _exclude_untracked(workspace)  # setup's artifacts (venvs, node_modules) are not part of the change
+    return sandbox
 
-    comments = await repo.issue_comments(job.number)
-    task = await issue_task(repo=job.repo, trigger=job.payload, comments=comments, requester=job.requester or "",
-                            requested_at=job.created_at.replace(tzinfo=UTC), bot_login=run.identity.bot_login,
-                            can_write=run.can_write)
+
+async def agent_rounds(run: Run, workspace: Workspace, sandbox: Sandbox, task: Task) -> Attempt:
+    """Run the agent, verify what it changed, and hand failing tests back for up to FIX_ROUNDS more rounds."""
+    settings, config = run.ctx.settings, run.config
     test_command, test_reason = _test_command(config, workspace.path)
     agent_settings = settings.model_copy(update={"honk_model": config.model_over(settings)})
-
     await run.status.step("working on the change")
-    async with Agent(agent_settings, workspace.path, ctx.audit, budget=config.budget_over(settings),
-                     secrets=[repo.token], sandbox=sandbox) as agent:
+    async with Agent(agent_settings, workspace.path, run.ctx.audit, budget=config.budget_over(settings),
+                     secrets=[run.repo.token], sandbox=sandbox) as agent:
         result = await agent.run(task)
         changed = await workspace.stage_all()
         verification = await _verify(run, sandbox, test_command, test_reason) if changed else None
@@ -177,29 +210,54 @@ async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[
             changed = await workspace.stage_all()
             verification = await _verify(run, sandbox, test_command, test_reason) if changed else None
     run.figures = _figures(result)
+    return Attempt(result, changed, verification)
 
-    if not changed or verification is None:
-        return await _no_change(run, result)
-    refusals = check_change(workspace.path, workspace.base, config)
+
+async def guard_change(run: Run, workspace: Workspace) -> None:
+    refusals = check_change(workspace.path, workspace.base, run.config)
     if refusals:
-        await ctx.audit.record("guard.refused", refusals=[r.message for r in refusals])
+        await run.ctx.audit.record("guard.refused", refusals=[r.message for r in refusals])
         lines = "\n".join(f"- {r.message}" for r in refusals)
         raise JobFailed(f"I made a change but will not push it:\n\n{lines}\n\nNothing was pushed. Adjust the "
                         f"request (or `protected_paths` / `allow_workflows` in `{CONFIG_PATH}`) and ask again.")
 
+
+async def commit(run: Run, workspace: Workspace, *, title: str, summary: str) -> str:
+    """Commit the staged change as the App's bot, crediting the requester."""
+    job = run.ctx.job
+    sender = job.payload.get("sender") or {}
+    co_author = (f"{job.requester} <{sender['id']}+{job.requester}@users.noreply.github.com>"
+                 if sender.get("id") and job.requester else None)
+    message = report.commit_message(title=title, summary=summary, job_id=job.id, co_author=co_author)
+    return await workspace.commit(message, name=run.identity.bot_login, email=run.identity.bot_email)
+
+
+async def pushed(run: Run, workspace: Workspace, sha: str, files: list[str], diff: str, started: float) -> None:
+    await run.ctx.audit.record("git.pushed", branch=workspace.branch, commit=sha, files=files,
+                               seconds=round(time.monotonic() - started, 3), diff=_clip(diff, MAX_DIFF_CHARS))
+
+
+async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[str, Any]) -> dict[str, Any]:
+    ctx, repo, config = run.ctx, run.repo, run.config
+    job = ctx.job
+    sandbox = await prepare_sandbox(run, workspace)
+    comments = await repo.issue_comments(job.number)
+    task = await issue_task(repo=job.repo, trigger=job.payload, comments=comments, requester=job.requester or "",
+                            requested_at=job.created_at.replace(tzinfo=UTC), bot_login=run.identity.bot_login,
+                            can_write=run.can_write)
+    attempt = await agent_rounds(run, workspace, sandbox, task)
+    result, verification = attempt.result, attempt.verification
+    if not attempt.changed or verification is None:
+        return await _no_change(run, result)
+    await guard_change(run, workspace)
+
     await run.status.step("pushing the change")
     diff = await workspace.diff()
     title = report.change_title(result.summary, (job.payload.get("issue") or {}).get("title", ""), job.number)
-    sender = job.payload.get("sender") or {}
-    co_author = (f"{job.requester} <{sender['id']}+{job.requester}@users.noreply.github.com>"
-                 if sender.get("id") else None)
     started = time.monotonic()
-    sha = await workspace.commit(report.commit_message(title=title, summary=result.summary, job_id=job.id,
-                                                       co_author=co_author),
-                                 name=run.identity.bot_login, email=run.identity.bot_email)
+    sha = await commit(run, workspace, title=title, summary=result.summary)
     await workspace.push(repo.token)
-    await ctx.audit.record("git.pushed", branch=workspace.branch, commit=sha, files=changed,
-                           seconds=round(time.monotonic() - started, 3), diff=_clip(diff, MAX_DIFF_CHARS))
+    await pushed(run, workspace, sha, attempt.changed, diff, started)
 
     stopped = _stopped_early(result)
     draft = config.opens_as_draft(not verification.failed) or stopped is not None
@@ -225,6 +283,7 @@ async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[
         [report.verification_line(verification)] + ([f"⚠️ {stopped}"] if stopped else [])), run.figures))
     return {"outcome": "pull_request", "pull_request": pull["number"], "pull_request_url": pull.get("html_url"),
             "branch": workspace.branch, "commit": sha, "opened": opened, "draft": draft,
+            "summary": result.summary[:2000],
             "verification": verification.to_dict(), **_result_figures(result)}
 
 

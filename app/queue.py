@@ -76,7 +76,8 @@ class JobQueue:
         job = Job(kind=request.kind.value, subject=request.subject, repo=request.repo, number=request.number,
                   installation_id=request.installation_id, requester=request.requester,
                   delivery_id=request.trigger.get("delivery_id"), payload=request.trigger,
-                  status=JobStatus.QUEUED, attempts=0, max_attempts=self.retry.max_attempts, run_after=now,
+                  status=JobStatus.QUEUED, attempts=0, max_attempts=self.retry.max_attempts,
+                  run_after=now + timedelta(seconds=request.delay_seconds),
                   cancel_requested=False, created_at=now, updated_at=now)
         session.add(job)
         session.flush()
@@ -223,6 +224,35 @@ class JobQueue:
                 job.updated_at = now
                 _event(session, job_id, now, "job.cancel_requested")
             return JobStatus(job.status)
+
+    def absorb(self, job_id: int, worker_id: str) -> list[Job]:
+        """Fold the queued jobs of the same kind and subject into this running one, oldest first: a burst
+        of review comments becomes one run. Each absorbed job ends as succeeded, pointing at this one."""
+        with self.db.session() as session:
+            now = self.db.now(session)
+            job = session.scalars(select(Job).where(*_held(job_id, worker_id))).first()
+            if job is None:
+                return []
+            siblings = list(session.scalars(
+                select(Job).where(Job.subject == job.subject, Job.kind == job.kind, Job.id != job.id,
+                                  Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
+                .order_by(Job.id).with_for_update(skip_locked=True)))
+            for sibling in siblings:
+                sibling.status = JobStatus.SUCCEEDED
+                sibling.result = {"outcome": "merged", "merged_into": job.id}
+                sibling.finished_at = sibling.updated_at = now
+                _event(session, sibling.id, now, "job.merged", into=job.id)
+            if siblings:
+                _event(session, job.id, now, "job.absorbed", jobs=[s.id for s in siblings])
+            return siblings
+
+    def on_subject(self, subject: str, *, statuses: tuple[str, ...] | None = None, limit: int = 20) -> list[Job]:
+        """The newest jobs on a subject (optionally of some statuses), newest first."""
+        with self.db.session() as session:
+            query = select(Job).where(Job.subject == subject)
+            if statuses:
+                query = query.where(Job.status.in_(statuses))
+            return list(session.scalars(query.order_by(Job.id.desc()).limit(limit)))
 
     def append_event(self, job_id: int, kind: str, data: dict[str, Any]) -> None:
         with self.db.session() as session:

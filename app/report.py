@@ -98,6 +98,18 @@ def pull_body(*, summary: str, issue: int, verification: Verification, figures: 
     return "\n\n".join(parts)
 
 
+def with_follow_up(body: str, line: str) -> str:
+    """The pull request body with one more line under "### Follow-ups" (the section is made on first use)."""
+    bullet = f"- {line}"
+    if "### Follow-ups\n\n" in body:
+        return body.replace("### Follow-ups\n\n", f"### Follow-ups\n\n{bullet}\n", 1)
+    section = f"### Follow-ups\n\n{bullet}"
+    found = _MARKER_RE.search(body)
+    if found:
+        return body[:found.start()] + section + "\n\n" + body[found.start():]
+    return f"{body}\n\n{section}"
+
+
 def commit_message(*, title: str, summary: str, job_id: int, co_author: str | None) -> str:
     body = _clip(summary.strip(), 3000)
     trailers = [f"Honk-Job: {job_id}"] + ([f"Co-authored-by: {co_author}"] if co_author else [])

@@ -20,6 +20,9 @@ class HonkState:
     public_url: str | None = None  # HONK_PUBLIC_URL, else http://<host>:<port>
     app_slug: str | None = None  # learnt from GitHub; "@<slug>" then triggers Honk too
     on_job_queued: list[Callable[[], None]] = field(default_factory=list)
+    # Called with the new settings when they are reloaded (the first-run setup writes .env), so that
+    # whatever copied them at start-up, such as an in-process worker, follows.
+    on_settings_changed: list[Callable[[Settings], None]] = field(default_factory=list)
     _rules: TriggerRules | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -40,6 +43,12 @@ class HonkState:
     def learn_app_slug(self, slug: str) -> None:
         self.app_slug = slug
         self._rules = None
+
+    def replace_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        self._rules = None  # the label, the mentions and the App id may all have changed
+        for notify in self.on_settings_changed:
+            notify(settings)
 
     def job_queued(self) -> None:
         for wake in self.on_job_queued:

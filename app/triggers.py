@@ -17,6 +17,7 @@ from app.jobs import JobKind, JobRequest
 _CODE_FENCE = re.compile(r"(?ms)^\s*(```|~~~).*?(^\s*\1|\Z)")
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _QUOTE_LINE = re.compile(r"(?m)^\s*>.*$")
+FOLLOW_UP_DEBOUNCE = 3.0  # seconds: a review's comments arrive as separate deliveries within this
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,22 @@ class TriggerRules:
 
     def mentions_in(self, text: object) -> bool:
         """True when the text mentions Honk outside quoted replies and code."""
-        if not isinstance(text, str) or not text:
-            return False
-        prose = _QUOTE_LINE.sub("", _INLINE_CODE.sub("", _CODE_FENCE.sub("", text)))
-        return bool(self._mention.search(prose))  # type: ignore[attr-defined]
+        return bool(self._mention.search(_prose(text)))  # type: ignore[attr-defined]
+
+    def command_in(self, text: object) -> str | None:
+        """`stop` or `retry` when the comment is just that command to Honk (`@honk stop`, `@honk retry.`)."""
+        prose = _prose(text).strip()
+        match = self._mention.match(prose)  # type: ignore[attr-defined]
+        if match is None:
+            return None
+        word = prose[match.end():].strip().rstrip(".!").strip().casefold()
+        return {"stop": "stop", "cancel": "stop", "retry": "retry"}.get(word)
+
+
+def _prose(text: object) -> str:
+    if not isinstance(text, str):
+        return ""
+    return _QUOTE_LINE.sub("", _INLINE_CODE.sub("", _CODE_FENCE.sub("", text)))
 
 
 def decide(event: str, payload: Any, rules: TriggerRules, delivery_id: str = "") -> Decision:
@@ -91,7 +104,7 @@ def decide(event: str, payload: Any, rules: TriggerRules, delivery_id: str = "")
         **facts,
     }
     return JobRequest(kind=kind, repo=repo, number=number, requester=requester, installation_id=installation,
-                      trigger=trigger)
+                      trigger=trigger, delay_seconds=FOLLOW_UP_DEBOUNCE if kind is JobKind.FOLLOW_UP else 0.0)
 
 
 _Route = tuple[JobKind, int, dict[str, Any]] | Ignore
@@ -125,6 +138,9 @@ def _issue_comment(action: str, payload: dict[str, Any], rules: TriggerRules) ->
     if not isinstance(number, int):
         return Ignore("the delivery names no issue number")
     facts = {"comment": _comment(comment), "issue": _issue(issue)}
+    command = rules.command_in(comment.get("body"))
+    if command:
+        return JobKind.CONTROL, number, {"type": "command", "command": command, **facts}
     if issue.get("pull_request"):
         # Whether this is Honk's pull request needs the API (the comment's payload has no branch).
         return JobKind.FOLLOW_UP, number, {"type": "pr_comment", **facts}
@@ -140,9 +156,12 @@ def _pull_request_review(action: str, payload: dict[str, Any], rules: TriggerRul
     changes = _str(review.get("state")).casefold() == "changes_requested"
     if not changes and not rules.mentions_in(review.get("body")):
         return Ignore(f"the review neither requests changes nor mentions {rules.mentions[0]}")
-    return _on_honk_pull(payload, rules, "review", {"review": _pick(
+    # Changes requested without a mention is how reviewers talk to Honk's own pull requests; on anyone
+    # else's pull request only a mention asks Honk to step in.
+    return _on_pull(payload, rules, "review", {"review": _pick(
         review, "id", "node_id", "body", "state", "html_url", "commit_id", "submitted_at") | {
-        "user": _pick(_dict(review.get("user")), "login", "id", "type")}})
+        "user": _pick(_dict(review.get("user")), "login", "id", "type")}},
+        honk_only=not rules.mentions_in(review.get("body")))
 
 
 def _pull_request_review_comment(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
@@ -151,24 +170,26 @@ def _pull_request_review_comment(action: str, payload: dict[str, Any], rules: Tr
     comment = _dict(payload.get("comment"))
     if not rules.mentions_in(comment.get("body")):
         return Ignore(f"the review comment does not mention {rules.mentions[0]}")
-    return _on_honk_pull(payload, rules, "review_comment", {"comment": _comment(comment) | _pick(
+    return _on_pull(payload, rules, "review_comment", {"comment": _comment(comment) | _pick(
         comment, "path", "line", "original_line", "side", "diff_hunk", "in_reply_to_id",
-        "pull_request_review_id", "commit_id")})
+        "pull_request_review_id", "commit_id")}, honk_only=False)
 
 
-def _on_honk_pull(payload: dict[str, Any], rules: TriggerRules, kind: str, facts: dict[str, Any]) -> _Route:
+def _on_pull(payload: dict[str, Any], rules: TriggerRules, kind: str, facts: dict[str, Any], *,
+             honk_only: bool) -> _Route:
     pull = _dict(payload.get("pull_request"))
     number = pull.get("number")
     if not isinstance(number, int):
         return Ignore("the delivery names no pull request number")
     head = _dict(pull.get("head"))
-    if not _str(head.get("ref")).startswith(rules.branch_prefix):
+    if honk_only and not _str(head.get("ref")).startswith(rules.branch_prefix):
         return Ignore(f"pull request #{number} is not Honk's (its branch does not start with "
                       f"{rules.branch_prefix!r})")
     if _str(pull.get("state")) == "closed":
         return Ignore(f"pull request #{number} is closed")
     summary = _pick(pull, "number", "title", "body", "html_url", "state", "draft") | {
-        "head": _pick(head, "ref", "sha"), "base": _pick(_dict(pull.get("base")), "ref", "sha"),
+        "head": _pick(head, "ref", "sha") | {"repo": _pick(_dict(head.get("repo")), "full_name", "fork")},
+        "base": _pick(_dict(pull.get("base")), "ref", "sha"),
         "user": _pick(_dict(pull.get("user")), "login", "id", "type")}
     return JobKind.FOLLOW_UP, number, {"type": kind, "pull_request": summary, **facts}
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from app import metrics
 from app.state import HonkState
 from app.triggers import Ignore, decide
 
@@ -34,28 +35,35 @@ async def receive(request: Request) -> JSONResponse:
 
     body = await _read_body(request)
     if body is None:
-        return _answer(413, "error", f"the body is over {MAX_BODY // (1024 * 1024)} MiB")
+        return metrics.answered(request, started, _answer(
+            413, "error", f"the body is over {MAX_BODY // (1024 * 1024)} MiB"), "rejected")
     secret = honk.settings.webhook_secret
     if secret is None:
-        return _answer(401, "error", "Honk has no GITHUB_WEBHOOK_SECRET, so it cannot verify any delivery")
+        return metrics.answered(request, started, _answer(
+            401, "error", "Honk has no GITHUB_WEBHOOK_SECRET, so it cannot verify any delivery"), "rejected")
     if not _signature_ok(secret, body, request.headers.get("x-hub-signature-256")):
-        return _answer(401, "error", "missing or wrong X-Hub-Signature-256")
+        return metrics.answered(request, started, _answer(401, "error", "missing or wrong X-Hub-Signature-256"),
+                                "rejected")
 
     event = request.headers.get("x-github-event", "").strip()
     delivery = request.headers.get("x-github-delivery", "").strip()
     if not event or not delivery:
-        return _answer(400, "error", "the X-GitHub-Event and X-GitHub-Delivery headers are required")
+        return metrics.answered(request, started, _answer(
+            400, "error", "the X-GitHub-Event and X-GitHub-Delivery headers are required"), "rejected", event)
     if len(event) > 100 or len(delivery) > 100:
-        return _answer(400, "error", "X-GitHub-Event or X-GitHub-Delivery is too long")
+        return metrics.answered(request, started, _answer(
+            400, "error", "X-GitHub-Event or X-GitHub-Delivery is too long"), "rejected", event)
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
         hint = (" (set the webhook's content type to application/json)"
                 if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
                 else "")
-        return _answer(400, "error", f"the body is not JSON{hint}")
+        return metrics.answered(request, started, _answer(400, "error", f"the body is not JSON{hint}"),
+                                "rejected", event)
     if not isinstance(payload, dict):
-        return _answer(400, "error", "the body is not a JSON object")
+        return metrics.answered(request, started, _answer(400, "error", "the body is not a JSON object"),
+                                "rejected", event)
 
     action = payload.get("action") if isinstance(payload.get("action"), str) else None
     decision = decide(event, payload, honk.rules(), delivery)
@@ -66,20 +74,25 @@ async def receive(request: Request) -> JSONResponse:
     except SQLAlchemyError as exc:
         # Not the sender's fault: GitHub may redeliver once the database is back.
         log.error("delivery=%s cannot be stored: %s", delivery, exc)
-        return _answer(503, "error", "the database is not answering; the delivery was not stored")
+        return metrics.answered(request, started, _answer(
+            503, "error", "the database is not answering; the delivery was not stored"), "error", event)
 
     elapsed = round((time.perf_counter() - started) * 1000, 2)
     if accepted.duplicate:
         log.info("delivery=%s event=%s.%s outcome=duplicate ms=%s", delivery, event, action, elapsed)
-        return JSONResponse({"status": "duplicate"}, status_code=200)
+        return metrics.answered(request, started, JSONResponse({"status": "duplicate"}, status_code=200),
+                                "duplicate", event)
     if accepted.job_id is not None:
         honk.job_queued()
         log.info("delivery=%s event=%s.%s outcome=queued job=%d ms=%s", delivery, event, action,
                  accepted.job_id, elapsed)
-        return JSONResponse({"status": "queued", "job": accepted.job_id}, status_code=202)
+        return metrics.answered(request, started,
+                                JSONResponse({"status": "queued", "job": accepted.job_id}, status_code=202),
+                                "queued", event)
     log.info("delivery=%s event=%s.%s outcome=ignored reason=%r ms=%s", delivery, event, action, reason,
              elapsed)
-    return JSONResponse({"status": "ignored", "reason": reason}, status_code=200)
+    return metrics.answered(request, started, JSONResponse({"status": "ignored", "reason": reason}, status_code=200),
+                            "ignored", event)
 
 
 async def _read_body(request: Request) -> bytes | None:

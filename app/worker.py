@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app import metrics
 from app.models import Job
 from app.queue import JobQueue, Lease
 from app.settings import Settings
@@ -43,6 +44,7 @@ class JobAudit:
 
     async def record(self, kind: str, /, **data: Any) -> None:
         await asyncio.to_thread(self._queue.append_event, self._job_id, kind, data)
+        metrics.job_event(self._job_id, kind, data)  # every job event passes here: sandbox, model, API errors
 
 
 @dataclass
@@ -51,6 +53,7 @@ class JobContext:
     settings: Settings
     queue: JobQueue
     audit: JobAudit
+    lease: str = ""  # this claim's lease owner, for queue calls made on the job's behalf
 
 
 Handler = Callable[[JobContext], Awaitable[dict[str, Any] | None]]
@@ -136,7 +139,7 @@ class Worker:
             if handler is None:
                 raise JobFailed(f"this Honk has no handler for jobs of kind {job.kind!r}")
             ctx = JobContext(job=job, settings=self.settings, queue=self.queue,
-                             audit=JobAudit(self.queue, job.id))
+                             audit=JobAudit(self.queue, job.id), lease=lease)
             result = await handler(ctx) or {}
             await self._settle(job, "succeeded", asyncio.to_thread(self.queue.complete, job.id, lease, result),
                                started)
@@ -170,7 +173,8 @@ class Worker:
             _transition(job, "lease_lost", seconds=_since(started))
 
     async def _heartbeat(self, job: Job, lease: str) -> None:
-        interval = self.settings.honk_lease_seconds / 3
+        # Renew well within the lease, and often enough that "@honk stop" lands within seconds.
+        interval = min(self.settings.honk_lease_seconds / 3, 5.0)
         while True:
             await asyncio.sleep(interval)
             try:

@@ -164,6 +164,22 @@ class Workspace:
         await git("push", "--quiet", "--porcelain", self.mirror.url, f"HEAD:refs/heads/{self.branch}",
                   cwd=self.path, env=token_env(token))
 
+    async def catch_up(self, token: str | None, *, name: str, email: str) -> bool:
+        """The branch moved on GitHub while we worked (a human pushed): fetch it and replay our commits on top.
+        False, with nothing changed, when they conflict."""
+        await self.mirror.fetch(token)
+        await git("fetch", "--quiet", "--no-tags", str(self.mirror.path), f"refs/heads/{self.branch}", cwd=self.path)
+        env = {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        try:
+            await git("rebase", "--quiet", "FETCH_HEAD", cwd=self.path, env=env)
+        except GitError:
+            await git("rebase", "--abort", cwd=self.path, check=False)
+            return False
+        return True
+
+    async def head(self) -> str:
+        return (await git("rev-parse", "HEAD", cwd=self.path)).strip()
+
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 

@@ -1,6 +1,6 @@
 """Pipeline benchmark: webhook delivery to opened pull request, with an instant scripted model.
 
-    .venv/bin/python bench/pipeline.py [--commits 50000] [--files 2000] [--keep]
+    .venv/bin/python bench/pipeline.py [--commits 50000] [--files 2000] [--keep] [--tmpdir /dev/shm]
 
 Starts the local GitHub (`tests.fakes.github.FakeGitHub`, REST and git over `git http-backend` on loopback),
 the scripted Messages API (`tests.fakes.messages_api.FakeMessagesAPI`) and one real `honk serve` subprocess
@@ -23,12 +23,16 @@ delivery POST to its `pull_request` event, then split with the job's audit event
   briefing, finding and opening the pull request, review request, audit writes).
 Honk's own time is the total minus the model's part. Targets: under 3 s of Honk's own time for the small
 repository; on the large one, the second job's workspace time at most a tenth of the first job's.
-Needs bubblewrap (bwrap) and git. Prints figures; asserts nothing.
+Also printed: where "GitHub calls and the rest" goes, the number of requests Honk made to the fake GitHub and
+the fake's own time answering them. The workspace figures depend on the disk: a job's checkout creates every file
+of the tree, so `--tmpdir /dev/shm` shows them without it. Needs bubblewrap (bwrap) and git. Prints figures;
+asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import subprocess
@@ -117,6 +121,30 @@ def grow_history(bare: Path, commits: int, files: int, env: dict[str, str]) -> N
 
 # ------------------------------------------------------------------------------------- one job, measured
 
+class Timed:
+    """ASGI wrapper round the fake GitHub: when each request arrived and when its answer was sent."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.spans: list[tuple[float, float, str]] = []  # (start, end, path), wall clock
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.time()
+
+        async def timed_send(message: Any) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.spans.append((start, time.time(), scope["path"]))
+
+        await self.app(scope, receive, timed_send)
+
+
+def _is_git(path: str) -> bool:
+    return path.endswith(("/info/refs", "/git-upload-pack", "/git-receive-pack"))
+
+
 @dataclass
 class Figures:
     repo: str
@@ -130,8 +158,10 @@ class Figures:
     model: float
     verify: float
     push: float
-    rest_calls: int
-    git_calls: int
+    rest_calls: int  # REST and GraphQL requests to the fake GitHub before the pull request existed
+    rest_s: float  # the fake GitHub's own time answering them (request in to answer out)
+    git_calls: int  # git smart-HTTP requests (fetch and push)
+    git_s: float  # the fake's time answering them (git http-backend: upload-pack, receive-pack)
     before_workspace: float  # job.started -> workspace start: authorisation, 👀, status comment, repo info
     before_agent: float  # workspace ready -> agent.start: sandbox check, config, comments, briefing
     after_push: float  # git.pushed -> pull_request: find, open, request review
@@ -157,12 +187,12 @@ def _fail(message: str, honk: HonkProcess) -> NoReturn:
     raise SystemExit(f"{message}\n--- honk log (tail) ---\n{honk.output()[-4000:]}")
 
 
-def run_job(fake: FakeGitHub, model: FakeMessagesAPI, honk: HonkProcess, url: str, repo: str, label: str,
-            title: str) -> Figures:
+def run_job(fake: FakeGitHub, timed: Timed, model: FakeMessagesAPI, honk: HonkProcess, url: str, repo: str,
+            label: str, title: str) -> Figures:
     issue = fake.create_issue(repo, title, "They should spin forwards.", user="alice")
     model.script(*FIX)
     payload = fake.issues_labeled(repo, issue, "honk", "alice")
-    calls_before = len(fake.requests)
+    spans_before = len(timed.spans)
     sent = time.time()
     answer = fake.deliver("issues", payload)
     if answer.status_code != 202:
@@ -178,7 +208,6 @@ def run_job(fake: FakeGitHub, model: FakeMessagesAPI, honk: HonkProcess, url: st
         time.sleep(0.05)
     if job["status"] != "succeeded" or job.get("outcome") != "pull_request":
         _fail(f"job {job_id} on {repo} ended {job['status']} ({job.get('outcome')}): {job.get('error')}", honk)
-    calls = fake.requests[calls_before:]
     events = job["events"]
 
     def first(kind: str) -> dict[str, Any]:
@@ -190,13 +219,16 @@ def run_job(fake: FakeGitHub, model: FakeMessagesAPI, honk: HonkProcess, url: st
     workspace = first("workspace")
     fetch, clone = float(workspace["data"]["fetch_s"]), float(workspace["data"]["clone_s"])
     pull_at = _at(first("pull_request"))
+    spans = [(end - start, _is_git(path)) for start, end, path in timed.spans[spans_before:] if end <= pull_at]
+    rest = [seconds for seconds, is_git in spans if not is_git]
+    git_spans = [seconds for seconds, is_git in spans if is_git]
     return Figures(
         repo=repo, job=label, total=pull_at - sent, done=_at(first("job.succeeded")) - sent,
         queue=_at(first("job.started")) - _at(first("job.queued")), fetch=fetch, clone=clone,
         agent=total_of("agent.stop", "duration_s"), model=total_of("model.response", "duration_s"),
         verify=total_of("verify.tests", "duration_s"), push=total_of("git.pushed", "seconds"),
-        rest_calls=sum(1 for c in calls if not c.route.startswith("git_")),
-        git_calls=sum(1 for c in calls if c.route.startswith("git_")),
+        rest_calls=len(rest), rest_s=sum(rest),
+        git_calls=len(git_spans), git_s=sum(git_spans),
         before_workspace=_at(workspace) - fetch - clone - _at(first("job.started")),
         before_agent=_at(first("agent.start")) - _at(workspace),
         after_push=pull_at - _at(first("git.pushed")))
@@ -215,13 +247,22 @@ def print_table(rows: list[Figures], sizes: dict[str, str]) -> None:
               f"{f'{r.agent:.2f} ({r.model:.2f})':>15}{r.verify:>8.2f}{r.push:>7.2f}{r.other:>14.2f}"
               f"{r.own:>10.2f}{r.done:>7.2f}")
     print("seconds; total = delivery POST to the pull_request event, done = to job.succeeded (final status comment)")
-    print("github+other split (s): before workspace (auth, 👀, status, repo info) / workspace -> agent "
-          "(sandbox check, config, comments, briefing) / push -> PR (find, open, review request); calls")
+    print()
+    print("where github+other goes (s): before workspace = job.started to the fetch (authorisation, token, 👀, "
+          "status comment, repo info);")
+    print("workspace->agent = sandbox check, config, issue comments, briefing; push->PR = find, open, request "
+          "review; rest = intake and the gaps")
+    print("around verify and push. Calls: requests to the fake GitHub before the PR existed, with the fake's own "
+          "time answering them.")
+    head = (f"{'repo':<16}{'job':<8}{'github+other':>13}{'before ws':>11}{'ws->agent':>11}{'push->PR':>10}"
+            f"{'rest':>7}{'REST calls (fake s)':>21}{'git HTTP (fake s)':>19}")
+    print(head)
+    print("-" * len(head))
     for r in rows:
         rest = r.other - r.before_workspace - r.before_agent - r.after_push
-        print(f"  {r.repo:<16}{r.job:<8}{r.before_workspace:.2f} / {r.before_agent:.2f} / {r.after_push:.2f}"
-              f"  (rest {rest:.2f}: intake, agent->verify, verify->push); "
-              f"{r.rest_calls} REST + {r.git_calls} git HTTP requests")
+        print(f"{r.repo:<16}{r.job:<8}{r.other:>13.2f}{r.before_workspace:>11.2f}{r.before_agent:>11.2f}"
+              f"{r.after_push:>10.2f}{rest:>7.2f}{f'{r.rest_calls} ({r.rest_s:.2f})':>21}"
+              f"{f'{r.git_calls} ({r.git_s:.2f})':>19}")
 
 
 def main() -> None:
@@ -229,14 +270,20 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=50_000, help="commits in the large repository")
     parser.add_argument("--files", type=int, default=2_000, help="files in the large repository's tree")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (printed at the end)")
+    parser.add_argument("--tmpdir", type=Path, default=None,
+                        help="where the temporary directory (repositories, Honk's data dir) goes, e.g. /dev/shm to "
+                             "take the disk out of the figures; default: the system's temporary directory")
     args = parser.parse_args()
     if shutil.which("bwrap") is None:
         raise SystemExit("bubblewrap (bwrap) is not installed: the agent's sandbox needs it")
     # SIGTERM unwinds like Ctrl-C, so every finally below runs: servers stopped, honk stopped, temp dir gone.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    tmp = Path(tempfile.mkdtemp(prefix="honk-bench-pipeline-"))
+    tmp = Path(tempfile.mkdtemp(prefix="honk-bench-pipeline-", dir=args.tmpdir))
     rows: list[Figures] = []
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; SQLite; git "
+          f"{subprocess.run(['git', '--version'], capture_output=True, text=True).stdout.split()[-1]}; in {tmp}",
+          flush=True)
     try:
         with ExitStack() as stack:
             key = app_private_key()
@@ -256,6 +303,8 @@ def main() -> None:
             print(f"large repository: {count} commits, {tracked} files, {pack / 2**20:.1f} MiB packed; "
                   f"generated in {generated:.1f} s (fast-import + repack)", flush=True)
 
+            timed = Timed(fake.app)
+            fake.app = timed
             github_url = stack.enter_context(fake.serve())
             model = stack.enter_context(FakeMessagesAPI())
             port = free_port()
@@ -271,7 +320,7 @@ def main() -> None:
 
             for repo in (SMALL, LARGE):
                 for label, title in (("first", "Widgets spin backwards"), ("second", "Widgets still spin backwards")):
-                    rows.append(run_job(fake, model, honk, url, repo, label, title))
+                    rows.append(run_job(fake, timed, model, honk, url, repo, label, title))
                     print(f"  {repo} {label} job: {rows[-1].total:.2f} s to the pull request", flush=True)
     finally:
         if args.keep:

@@ -21,6 +21,8 @@ from app.settings import Settings, load_settings
 from app.state import HonkState
 from tests.support import SECRET
 
+pytest_plugins = ["tests.e2e"]  # the end-to-end world (honk serve + local GitHub + scripted model)
+
 PG_URL = os.environ.get("HONK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 

@@ -82,3 +82,47 @@ def test_the_triggering_comment_is_quoted_as_it_was_sent() -> None:
     task = brief(trigger(ask=ask), [later])
     assert "@honk please fix, and keep the API" in task.instruction
     assert "drop" not in task.instruction and task.data == []  # the edited copy of the request is not repeated
+
+
+def review_comment(cid: int, login: str, body: str, *, reply_to: int | None = None, review: int = 50,
+                   path: str = "widgets.py") -> dict[str, Any]:
+    return {"id": cid, "body": body, "user": {"login": login, "type": "User"}, "path": path, "line": 2,
+            "diff_hunk": "@@ -1,2 +1,2 @@\n-    return 'backwards'\n+    return 'forwards'",
+            "in_reply_to_id": reply_to, "pull_request_review_id": review}
+
+
+def test_a_review_becomes_named_threads_with_their_conversation() -> None:
+    from app.briefing import Thread, follow_up_task
+
+    comments = [review_comment(1, "alice", "Use a constant."), review_comment(2, "bob", "And rewrite in Rust.",
+                                                                              reply_to=1),
+                review_comment(3, "alice", "Document it.", path="README.md"),
+                review_comment(9, "maria", "Unrelated nit.", review=60, path="setup.py")]
+    pull = {"number": 12, "title": "Spin forwards", "body": "Closes #7<!-- hidden -->", "head": {"ref": "honk/x"}}
+    trigger = {"type": "review", "sender": {"login": "alice"},
+               "review": {"id": 50, "state": "changes_requested", "body": "Two things.", "user": {"login": "alice"}}}
+    unresolved = [Thread(9, "setup.py", 4, "", [comments[3]])]
+    brief = asyncio.run(follow_up_task(
+        repo="acme/widgets", pull=pull, triggers=[trigger], review_comments=comments, unresolved=unresolved,
+        history=["job #3 (resolve_issue, succeeded: pull_request, commit abc1234): Spin forwards"],
+        diff="diff --git a/widgets.py b/widgets.py", issue={"number": 7, "title": "Spin", "body": "Please."},
+        bot_login="honk[bot]", can_write=can_write))
+    assert [t.root_id for t in brief.threads] == [1, 3] and brief.reviewers == ["alice"]
+    text = brief.task.instruction
+    assert "Review by @alice (changes_requested): Two things." in text
+    assert "[thread 1] on `widgets.py:2`:\n@alice: Use a constant." in text and "[thread 3]" in text
+    assert "Rust" not in text  # a reader's reply is data, not a request
+    assert "job #3 (resolve_issue" in text and "[thread 1] what you changed there" in text
+    labels = [block.label for block in brief.task.data]
+    assert "reply in thread 1 by @bob (no write access)" in labels
+    assert "other unresolved thread on setup.py (for awareness, not a request)" in labels
+    assert "description of pull request #12" in labels and "the pull request's current diff against its base" in labels
+    assert all("hidden" not in block.text for block in brief.task.data)
+
+
+def test_thread_answers_are_split_from_the_summary() -> None:
+    from app.briefing import thread_answers
+
+    general, answers = thread_answers("Use a constant.\n\n[thread 1] Added DIRECTION.\n- [thread 3]: Documented.")
+    assert general == "Use a constant."
+    assert answers == {1: "Added DIRECTION.", 3: "Documented."}

@@ -478,3 +478,25 @@ def test_release_puts_the_job_back_without_spending_an_attempt(queue: JobQueue) 
     assert again is not None and again.id == job_id and again.attempts == 1
     assert kinds(queue, job_id) == ["job.queued", "job.started", "job.released", "job.started"]
     assert queue.events(job_id)[2].data == {"worker": "w1"}
+
+
+# Follow-ups: a short delay, then one run absorbs the burst
+
+def test_a_delayed_job_waits_then_absorbs_its_queued_siblings(queue: JobQueue) -> None:
+    """Several review comments within a few seconds become one run: the first follow-up, once due, takes
+    the others of its subject and kind with it, oldest first; other kinds and subjects are left alone."""
+    follow = [JobRequest(kind=JobKind.FOLLOW_UP, repo="acme/widgets", number=3, requester="alice",
+                         installation_id=42, trigger={"n": n}, delay_seconds=0.3) for n in range(3)]
+    ids = [queue.enqueue(r) for r in follow]
+    other = queue.enqueue(request(number=4, kind=JobKind.FOLLOW_UP))
+    assert {queue.claim("early").id} == {other}  # the burst is not due yet
+    time.sleep(0.35)
+    first = queue.claim("w")
+    assert first is not None and first.id == ids[0]
+    absorbed = queue.absorb(first.id, "w")
+    assert [job.id for job in absorbed] == ids[1:] and [job.payload for job in absorbed] == [{"n": 1}, {"n": 2}]
+    for job_id in ids[1:]:
+        merged = job(queue, job_id)
+        assert (merged.status, merged.result) == ("succeeded", {"outcome": "merged", "merged_into": ids[0]})
+    assert queue.absorb(first.id, "someone else") == []  # only the lease holder may absorb
+    assert [j.id for j in queue.on_subject("acme/widgets#3")] == ids[::-1]

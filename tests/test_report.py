@@ -61,3 +61,12 @@ def test_change_title_prefers_a_plain_summary_line() -> None:
     assert report.change_title("Here is what I did:\n- x", "Widgets spin backwards", 7) == "Widgets spin backwards"
     assert report.change_title("", "", 7) == "Resolve issue #7"
     assert len(report.change_title("", "x" * 200, 7)) == 70
+
+
+def test_follow_ups_are_listed_in_the_pull_request_body() -> None:
+    body = "Spin forwards.\n\nCloses #7\n\n" + report.marker(12)
+    once = report.with_follow_up(body, "Follow-up job #13 · 2 turns")
+    assert once.index("### Follow-ups\n\n- Follow-up job #13") < once.index(report.marker(12))
+    twice = report.with_follow_up(once, "Follow-up job #14 · 1 turn")
+    assert twice.count("### Follow-ups") == 1 and "- Follow-up job #14 · 1 turn\n- Follow-up job #13" in twice
+    assert report.with_follow_up("no marker", "x").endswith("### Follow-ups\n\n- x")

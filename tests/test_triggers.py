@@ -162,3 +162,37 @@ def test_thin_deliveries_are_ignored_with_a_reason(mutate: Any, reason: str) -> 
 def test_odd_json_never_raises(payload: Any) -> None:
     for event in ("issues", "issue_comment", "pull_request_review", "pull_request_review_comment", "push"):
         assert isinstance(decide(event, payload, RULES), Ignore)
+
+
+def test_a_mention_on_someone_elses_pull_request_is_a_follow_up() -> None:
+    """Honk works on a same-repository branch it did not open when asked by name (the job checks forks)."""
+    decision = decide("pull_request_review_comment", review_comment_payload("@honk tidy this", head_ref="feat/x"),
+                      RULES)
+    assert isinstance(decision, JobRequest) and decision.kind is JobKind.FOLLOW_UP
+    review = decide("pull_request_review", review_payload("commented", "@honk please fix", head_ref="feat/x"), RULES)
+    assert isinstance(review, JobRequest)
+
+
+def test_follow_ups_wait_a_moment_so_a_review_burst_is_one_run() -> None:
+    decision = decide("pull_request_review", review_payload("changes_requested"), RULES)
+    assert isinstance(decision, JobRequest) and decision.delay_seconds > 0
+    issue = decide("issues", labeled_payload(), RULES)
+    assert isinstance(issue, JobRequest) and issue.delay_seconds == 0
+
+
+@pytest.mark.parametrize(("body", "command"), [
+    ("@honk stop", "stop"), ("@honk stop.", "stop"), ("@Honk cancel", "stop"), ("@honk retry", "retry"),
+    ("  @honk retry!  ", "retry"),
+])
+def test_stop_and_retry_are_control_requests_with_their_own_subject(body: str, command: str) -> None:
+    for on_pr in (False, True):
+        decision = decide("issue_comment", comment_payload(body, on_pr=on_pr), RULES)
+        assert isinstance(decision, JobRequest) and decision.kind is JobKind.CONTROL
+        assert decision.trigger["command"] == command
+        assert decision.subject == "control:acme/widgets#7"  # runs while the issue's own job runs
+
+
+@pytest.mark.parametrize("body", ["@honk stop doing X and do Y instead", "please @honk stop", "@honk retry with Z"])
+def test_a_sentence_is_a_request_not_a_command(body: str) -> None:
+    decision = decide("issue_comment", comment_payload(body), RULES)
+    assert isinstance(decision, JobRequest) and decision.kind is JobKind.RESOLVE_ISSUE

@@ -6,7 +6,10 @@ routes need an unexpired installation token it issued, and git over HTTP (served
 `permissions` (login -> role), `delays` (route name -> seconds), `failures` (route name -> statuses to
 answer next, or `PRIMARY_RATE_LIMIT`), and read `requests`, `pushes` and `deliveries` afterwards. Repositories,
 issues, comments and reviews are created with methods (`create_repo`, `create_issue`, `add_review`, ...), and
-webhooks go out with `deliver` to the target set by `webhook_target`.
+webhooks go out with `deliver` to the target set by `webhook_target`. GitHub's App manifest flow works too: a
+form posted to `/settings/apps/new` (or an organization's) redirects at once to the manifest's `redirect_url`
+with a code (`manifest_codes`, which tests may also fill directly), and `POST /app-manifests/{code}/conversions`
+turns it into this fake's App, new secrets included (`registered_apps`), aiming `deliver` at its webhook URL.
 
 Serve it with `tests.support.live_server(fake.app)` (or `fake.serve()`, which also sets `base_url`).
 """
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlencode
 
 import httpx
 import jwt
@@ -160,6 +163,8 @@ class FakeGitHub:
     token_expiry: dict[str, datetime] = field(default_factory=dict)
     pushes: list[Push] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    manifest_codes: dict[str, dict[str, Any]] = field(default_factory=dict)  # manifest-flow code -> manifest
+    registered_apps: list[dict[str, Any]] = field(default_factory=list)  # conversion answers, secrets included
 
     def __post_init__(self) -> None:
         key = serialization.load_pem_private_key(self.private_key_pem.encode(), password=None)
@@ -1597,6 +1602,52 @@ class FakeGitHub:
         @app.post("/{owner}/{name}.git/git-receive-pack")
         async def git_receive_pack(owner: str, name: str, request: Request) -> Response:
             return await git_http(request, "git_receive_pack", owner, name, "git-receive-pack")
+
+        # ------------------------------------------------------------------ registering an App from a manifest
+
+        @app.post("/settings/apps/new")
+        @app.post("/organizations/{org}/settings/apps/new")
+        async def new_app_from_manifest(request: Request, org: str | None = None) -> Response:
+            """GitHub's web page for a manifest form. There the user confirms and GitHub redirects to the
+            manifest's `redirect_url` with a one-hour code and the form's `state`; the fake confirms at once."""
+            await gate(request, "new_app_from_manifest")
+            form = parse_qs((await request.body()).decode(errors="replace"))
+            try:
+                manifest = json.loads(form["manifest"][0])
+                redirect = manifest["redirect_url"]
+            except (KeyError, IndexError, ValueError, TypeError):
+                return Response("Invalid GitHub App configuration: a manifest with a redirect_url is required",
+                                status_code=422, media_type="text/plain")
+            code = secrets.token_hex(10)
+            with fake._lock:
+                fake.manifest_codes[code] = {**manifest, "_organization": org}
+            query = urlencode({"code": code, **({"state": request.query_params["state"]}
+                                                if "state" in request.query_params else {})})
+            joiner = "&" if "?" in redirect else "?"
+            return Response(status_code=302, headers={"location": f"{redirect}{joiner}{query}"})
+
+        @app.post("/app-manifests/{code}/conversions", status_code=201)
+        async def manifest_conversion(code: str, request: Request) -> dict[str, Any]:
+            """Needs no credentials: the single-use code is one. The App made is this fake's own (its id, key
+            and slug), so Honk can act as it afterwards; the secrets are new."""
+            await gate(request, "manifest_conversion")
+            with fake._lock:
+                manifest = fake.manifest_codes.pop(code, None)
+            if manifest is None:
+                raise _not_found()
+            b = base(request)
+            hook = manifest.get("hook_attributes") or {}
+            answer = {**fake._app_json(b), "name": manifest.get("name") or "Honk (test)",
+                      "description": manifest.get("description") or "", "external_url": manifest.get("url"),
+                      "permissions": manifest.get("default_permissions") or {},
+                      "events": manifest.get("default_events") or [],
+                      "client_secret": secrets.token_hex(20), "webhook_secret": secrets.token_hex(20),
+                      "pem": fake.private_key_pem}
+            with fake._lock:
+                fake.registered_apps.append(answer)
+            if hook.get("url"):
+                fake.webhook_target(hook["url"], answer["webhook_secret"])
+            return answer
 
         return app
 

@@ -1,0 +1,463 @@
+"""First run, the Probot way: register a GitHub App from `app.yml` through GitHub's manifest flow.
+
+While no App is configured, `/` (and `/setup`) shows a page whose one button posts the manifest to GitHub
+(https://docs.github.com/apps/sharing-github-apps/registering-a-github-app-from-a-manifest). GitHub sends the
+browser back to `/setup/callback` with a one-hour code and the `state` Honk issued; Honk trades the code for
+the App's credentials (`POST /app-manifests/{code}/conversions`), writes them to `.env` (mode 0600), reloads its
+settings and links to the App's installation page.
+
+The page is safe on a public address because it only exists while no App is configured (every `/setup*`
+route answers 404 afterwards, so nobody can register over a running App) and the callback only accepts a
+state this process issued, once, within the hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+import yaml
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.settings import Settings, SettingsError, load_settings
+from app.state import HonkState
+
+log = logging.getLogger("honk.setup")
+router = APIRouter()
+
+WEBHOOK_PATH = "/api/github/webhooks"
+CALLBACK_PATH = "/setup/callback"
+STATE_TTL_SECONDS = 3600.0  # GitHub's manifest code lives an hour; a state need not outlive it
+MAX_PENDING_STATES = 1000  # the page is public until configured: page views must not grow memory without end
+_ORGANIZATION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+_CODE = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+# ------------------------------------------------------------------------------------------ the manifest
+
+
+def manifest_path() -> Path:
+    """`app.yml`: a copy inside the package wins (for builds that ship one), else the one next to `app/`,
+    which is where a checkout and `pip install -e .` both have it."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "app.yml", package.parent / "app.yml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"app.yml is neither in {package} nor in {package.parent}")
+
+
+def build_manifest(public_url: str, template: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The App manifest for a Honk reachable at `public_url`: webhooks and the callback point here; the rest
+    (name, url, permissions, events) is kept from `app.yml`."""
+    manifest = dict(template if template is not None else yaml.safe_load(manifest_path().read_text()))
+    base = public_url.rstrip("/")
+    manifest["hook_attributes"] = {**(manifest.get("hook_attributes") or {}), "url": base + WEBHOOK_PATH}
+    manifest["redirect_url"] = base + CALLBACK_PATH
+    if "callback_urls" in manifest:  # app.yml's placeholder would point at someone's localhost
+        manifest["callback_urls"] = [base + CALLBACK_PATH]
+    return manifest
+
+
+def web_root(api_url: str) -> str:
+    """GitHub's web address for an API root: api.github.com -> github.com, GHES https://HOST/api/v3 ->
+    https://HOST, GHE.com api.SUB.ghe.com -> SUB.ghe.com. Anything else (a test's local GitHub) serves both."""
+    api = api_url.rstrip("/")
+    parts = urlsplit(api)
+    if parts.path.endswith("/api/v3"):
+        return api.removesuffix("/api/v3")
+    if parts.hostname and parts.hostname.startswith("api.") and parts.path in ("", "/"):
+        return f"{parts.scheme}://{parts.netloc.removeprefix('api.')}"
+    return api
+
+
+def registration_url(api_url: str, state: str, organization: str | None = None) -> str:
+    """Where the manifest form posts: the user's new-App page, or an organization's."""
+    owner = f"/organizations/{quote(organization)}" if organization else ""
+    return f"{web_root(api_url)}{owner}/settings/apps/new?state={quote(state)}"
+
+
+# ------------------------------------------------------------------------------------------ states
+
+
+@dataclass
+class PendingStates:
+    """The `state` values this process handed out, each good for one callback within `ttl` seconds. Kept in
+    memory on purpose: a restart simply means pressing the button again."""
+
+    ttl: float = STATE_TTL_SECONDS
+    limit: int = MAX_PENDING_STATES
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self._expiry: OrderedDict[str, float] = OrderedDict()
+
+    def issue(self) -> str:
+        self._forget_expired()
+        while len(self._expiry) >= self.limit:
+            self._expiry.popitem(last=False)  # the oldest page view gives way
+        state = secrets.token_urlsafe(24)
+        self._expiry[state] = self.clock() + self.ttl
+        return state
+
+    def take(self, state: str) -> bool:
+        """True once for a state issued here and not yet expired; never again afterwards."""
+        expiry = self._expiry.pop(state, None)
+        return expiry is not None and expiry > self.clock()
+
+    def _forget_expired(self) -> None:
+        now = self.clock()
+        for state in [s for s, expiry in self._expiry.items() if expiry <= now]:
+            del self._expiry[state]
+
+
+def pending_states(request: Request) -> PendingStates:
+    app_state = request.app.state
+    if not hasattr(app_state, "honk_setup_states"):
+        app_state.honk_setup_states = PendingStates()
+    return app_state.honk_setup_states
+
+
+def _write_lock(request: Request) -> asyncio.Lock:
+    app_state = request.app.state
+    if not hasattr(app_state, "honk_setup_lock"):
+        app_state.honk_setup_lock = asyncio.Lock()
+    return app_state.honk_setup_lock
+
+
+# ------------------------------------------------------------------------------------------ .env
+
+
+ENV_KEYS = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET", "GITHUB_CLIENT_ID",
+            "GITHUB_CLIENT_SECRET")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:/+=@ \\-]*")
+
+
+def _env_line(key: str, value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{key}: a .env value must be one line")
+    # Unquoted when python-dotenv (and docker's --env-file) read it back verbatim; single quotes otherwise.
+    if _PLAIN_VALUE.fullmatch(value) and value == value.strip():
+        return f"{key}={value}"
+    if "'" in value or "\\" in value:
+        raise ValueError(f"{key}: cannot write this value to .env safely")
+    return f"{key}='{value}'"
+
+
+def _env_key(line: str) -> str | None:
+    text = line.strip()
+    if not text or text.startswith("#") or "=" not in text:
+        return None
+    return text.removeprefix("export ").split("=", 1)[0].strip().upper()
+
+
+def update_env_file(path: Path, values: Mapping[str, str]) -> Path:
+    """Merge `values` into the .env at `path`: other lines stay as they are, these keys are replaced in place
+    (later duplicates dropped) or appended. The new file is written beside the old one with mode 0600 from
+    its creation and renamed over it, so a crash never leaves half a file and the secrets are never readable
+    by others, not even for a moment. Returns the path written."""
+    target = path.resolve() if path.is_symlink() else path  # keep the operator's symlink pointing at the secrets
+    try:
+        old = target.read_text().splitlines()
+    except FileNotFoundError:
+        old = []
+    wanted = {key.upper(): _env_line(key.upper(), value) for key, value in values.items()}
+    lines: list[str] = []
+    written: set[str] = set()
+    for line in old:
+        key = _env_key(line)
+        if key in wanted:
+            if key not in written:
+                lines.append(wanted[key])
+                written.add(key)
+            continue
+        lines.append(line)
+    lines += [line for key, line in wanted.items() if key not in written]
+    data = ("\n".join(lines) + "\n").encode()
+
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask can only narrow 0600, but say exactly what is meant
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+# ------------------------------------------------------------------------------------------ routes
+
+
+def setup_available(request: Request) -> None:
+    """Every setup route disappears once an App is configured, so a running Honk cannot be re-registered."""
+    honk: HonkState = request.app.state.honk
+    if not honk.settings.missing_github():
+        raise HTTPException(404, "Not Found")
+
+
+@router.get("/setup", response_class=HTMLResponse, dependencies=[Depends(setup_available)])
+async def setup(request: Request, public_url: str | None = None, organization: str | None = None) -> HTMLResponse:
+    return setup_page(request, public_url, organization)
+
+
+def setup_page(request: Request, public_url: str | None = None, organization: str | None = None) -> HTMLResponse:
+    """The page `/` shows while no App is configured: what is missing, and the button that registers one."""
+    honk: HonkState = request.app.state.honk
+    settings = honk.settings
+    default_url = honk.public_url or settings.honk_public_url or str(request.base_url).rstrip("/")
+    problems = []
+    url = (public_url or "").strip().rstrip("/") or default_url
+    if not _is_http_url(url):
+        problems.append(f"{url!r} is not an http:// or https:// address")
+        url = default_url
+    org = (organization or "").strip() or None
+    if org is not None and not _ORGANIZATION.fullmatch(org):
+        problems.append(f"{org!r} is not a GitHub organization name")
+        org = None
+    try:
+        manifest = build_manifest(url)
+    except (OSError, yaml.YAMLError) as exc:
+        return _page("Honk: setup", f"<p class='error'>Cannot read the App manifest: {_e(str(exc))}</p>",
+                     status=500)
+
+    state = pending_states(request).issue()
+    action = registration_url(settings.github_api_url, state, org)
+    manifest_json = json.dumps(manifest)
+    missing = "".join(f"<li><code>{_e(name)}</code></li>" for name in settings.missing_github())
+    errors = "".join(f"<p class='error'>{_e(p)}</p>" for p in problems)
+    unreachable = ""
+    if _is_local(url) and urlsplit(web_root(settings.github_api_url)).hostname == "github.com":
+        unreachable = (f"<p class='warn'>GitHub cannot deliver webhooks to <code>{_e(url)}</code>: give an address "
+                       f"it can reach (a tunnel, or <code>honk serve --public-url</code>).</p>")
+    body = f"""
+<p><strong>Honk has no GitHub App yet.</strong> Missing:</p><ul>{missing}</ul>
+<p>Register one on GitHub from Honk's manifest (<code>app.yml</code>): GitHub creates the App, sends you back
+here, and Honk writes its credentials to <code>.env</code>. Or set the variables yourself and restart.</p>
+{errors}
+<form id="address" method="get" action="/setup"></form>
+<form id="register" method="post" action="{_e(action)}">
+  <input type="hidden" name="manifest" value="{_e(manifest_json)}">
+  <p><label>Public URL, where GitHub sends webhooks<br>
+    <input id="public_url" name="public_url" form="address" size="60" value="{_e(url)}"></label></p>
+  <p><label>Organization to own the App (empty: your own account)<br>
+    <input id="organization" name="organization" form="address" size="40" value="{_e(org or '')}"></label></p>
+  <noscript><p><button type="submit" form="address">Use this address</button></p></noscript>
+  {unreachable}
+  <p><button type="submit">Register a GitHub App</button></p>
+</form>
+<details><summary>The manifest sent to <code>{_e(web_root(settings.github_api_url))}</code></summary>
+<pre id="manifest">{_e(json.dumps(manifest, indent=2))}</pre></details>
+<script>
+// Edits to the fields apply without a reload: the manifest and the form's target follow them.
+(() => {{
+  const form = document.getElementById("register"), manifest = JSON.parse(form.manifest.value);
+  const root = {_js(web_root(settings.github_api_url))}, state = {_js(state)};
+  form.addEventListener("submit", (event) => {{
+    const base = document.getElementById("public_url").value.trim().replace(/\\/+$/, "");
+    const org = document.getElementById("organization").value.trim();
+    if (!/^https?:\\/\\/\\S+$/.test(base)) {{
+      event.preventDefault();
+      alert("The public URL must start with http:// or https://");
+      return;
+    }}
+    manifest.hook_attributes.url = base + {_js(WEBHOOK_PATH)};
+    manifest.redirect_url = base + {_js(CALLBACK_PATH)};
+    if (manifest.callback_urls) manifest.callback_urls = [manifest.redirect_url];
+    form.manifest.value = JSON.stringify(manifest);
+    form.action = root + (org ? "/organizations/" + encodeURIComponent(org) : "") +
+      "/settings/apps/new?state=" + encodeURIComponent(state);
+  }});
+}})();
+</script>"""
+    return _page("Honk: register a GitHub App", body, status=400 if problems else 200)
+
+
+@router.get(CALLBACK_PATH, response_class=HTMLResponse, dependencies=[Depends(setup_available)])
+async def callback(request: Request, code: str = "", state: str = "") -> HTMLResponse:
+    """GitHub's redirect after the App was created: trade the code for its credentials, keep them, reload."""
+    honk: HonkState = request.app.state.honk
+    if not state or not pending_states(request).take(state):
+        return _failure("This setup link is unknown or has expired (links work once, for an hour, and only on "
+                        "the Honk that made them).", status=400)
+    if not _CODE.fullmatch(code):
+        return _failure("GitHub's answer has no valid code.", status=400)
+
+    try:
+        app = await convert_manifest_code(honk.settings.github_api_url, code)
+    except ManifestConversionError as exc:
+        return _failure(str(exc), status=502)
+
+    values = {"GITHUB_APP_ID": str(app["id"]),
+              "GITHUB_PRIVATE_KEY": app["pem"].strip().replace("\r\n", "\n").replace("\n", "\\n"),
+              "GITHUB_WEBHOOK_SECRET": app["webhook_secret"]}
+    for key, field in (("GITHUB_CLIENT_ID", "client_id"), ("GITHUB_CLIENT_SECRET", "client_secret")):
+        if isinstance(app.get(field), str) and app[field]:
+            values[key] = app[field]
+    # Two registrations finishing together must not both write .env: the first one wins, the second is told.
+    async with _write_lock(request):
+        if not honk.settings.missing_github():
+            return _failure(f"Another registration finished first, so GitHub App {app['id']} is not used; delete "
+                            f"it on GitHub.", status=409)
+        try:
+            env_file = await run_in_threadpool(update_env_file, Path.cwd() / ".env", values)
+        except (OSError, ValueError) as exc:
+            log.error("GitHub App %s was registered but its credentials could not be written to .env: %s",
+                      app["id"], exc)
+            return _failure(f"GitHub registered App {app['id']}, but Honk cannot write .env: {exc}. Delete that "
+                            f"App on GitHub and start again.", status=500)
+        log.info("registered GitHub App %r (id %s, slug %s); its credentials are in %s (mode 0600)",
+                 app.get("name"), app["id"], app["slug"], env_file)
+        try:
+            reload_settings(honk, app["slug"])
+        except SettingsError as exc:
+            return _failure(f"The App's credentials are in {env_file}, but the settings do not load: {exc}",
+                            status=500)
+    overridden = _overridden_by_environment(honk.settings, values)
+    if overridden:
+        return _failure(f"The App's credentials are in {env_file}, but the environment sets "
+                        f"{', '.join(overridden)}, which wins over .env. Unset "
+                        f"{'it' if len(overridden) == 1 else 'them'} and restart Honk.", status=409)
+
+    install = f"{app['html_url'].rstrip('/')}/installations/new"
+    name = app.get("name") or app["slug"]
+    body = f"""
+<p><strong>GitHub App <a href="{_e(app['html_url'])}">{_e(name)}</a> is registered</strong> (id {_e(str(app['id']))}).
+Its credentials are in <code>{_e(str(env_file))}</code> (readable by you only), and Honk is using them now.</p>
+<p><a class="button" href="{_e(install)}">Install it</a> on the repositories Honk should work on; then label an
+issue <code>{_e(honk.settings.honk_label)}</code> or mention <code>@{_e(app['slug'])}</code>.</p>
+<p>Separate <code>honk worker</code> or <code>honk web</code> processes read <code>.env</code> when they start:
+restart them.</p>"""
+    return _page("Honk: GitHub App registered", body, private=True)
+
+
+class ManifestConversionError(Exception):
+    """GitHub did not trade the code for an App; worded for the person at the browser."""
+
+
+async def convert_manifest_code(api_url: str, code: str, timeout: float = 30.0) -> dict[str, Any]:
+    """`POST /app-manifests/{code}/conversions`: the App's id, slug, key and secrets. Needs no credentials:
+    the one-hour, single-use code is the credential."""
+    url = f"{api_url.rstrip('/')}/app-manifests/{quote(code, safe='')}/conversions"
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+               "User-Agent": "honk"}
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            answer = await client.post(url, headers=headers)
+    except httpx.HTTPError as exc:
+        raise ManifestConversionError(f"Cannot reach GitHub at {api_url} ({type(exc).__name__}).") from None
+    if answer.status_code not in (200, 201):
+        try:
+            message = answer.json().get("message", "")
+        except ValueError:
+            message = ""
+        raise ManifestConversionError(f"GitHub did not accept the code (HTTP {answer.status_code}"
+                                      f"{': ' + message if message else ''}); a code works once, within an "
+                                      f"hour.")
+    try:
+        app = answer.json()
+    except ValueError:
+        app = None
+    if not isinstance(app, dict):
+        raise ManifestConversionError("GitHub's answer is not a JSON object.")
+    problems = [name for name, ok in (
+        ("id", isinstance(app.get("id"), int)),
+        ("slug", isinstance(app.get("slug"), str) and bool(app.get("slug"))),
+        ("pem", isinstance(app.get("pem"), str) and "-----BEGIN" in app["pem"]),
+        ("webhook_secret", isinstance(app.get("webhook_secret"), str) and bool(app.get("webhook_secret"))),
+        ("html_url", isinstance(app.get("html_url"), str) and _is_http_url(app["html_url"])),
+    ) if not ok]
+    if problems:
+        raise ManifestConversionError(f"GitHub's answer lacks {', '.join(problems)}.")
+    return app
+
+
+def reload_settings(honk: HonkState, slug: str | None = None) -> Settings:
+    """Read the settings again (environment and the new .env) and hand them to everything that holds them."""
+    settings = load_settings()
+    # This run's default link root (http://<host>:<port>) lives only in memory: keep it.
+    settings.honk_public_url = settings.honk_public_url or honk.public_url or honk.settings.honk_public_url
+    honk.replace_settings(settings)
+    if slug:
+        honk.learn_app_slug(slug)
+    return settings
+
+
+def _overridden_by_environment(settings: Settings, written: Mapping[str, str]) -> list[str]:
+    """The written variables that the environment shadows with a different value (the environment wins)."""
+    env = {k.upper() for k in os.environ}
+    wrong = []
+    if str(settings.github_app_id) != written["GITHUB_APP_ID"]:
+        wrong.append("GITHUB_APP_ID")
+    if settings.webhook_secret != written["GITHUB_WEBHOOK_SECRET"].encode():
+        wrong.append("GITHUB_WEBHOOK_SECRET")
+    key = settings.github_private_key.get_secret_value() if settings.github_private_key else None
+    if key != written["GITHUB_PRIVATE_KEY"].replace("\\n", "\n"):
+        wrong.append("GITHUB_PRIVATE_KEY")
+    return [name for name in wrong if name in env] or wrong
+
+
+# ------------------------------------------------------------------------------------------ HTML
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _js(value: str) -> str:
+    """A JavaScript string literal that cannot end the <script> element it sits in."""
+    return json.dumps(value).replace("<", "\\u003c")
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+
+
+def _is_local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def _failure(message: str, status: int) -> HTMLResponse:
+    return _page("Honk: setup did not finish", f"<p class='error'>{_e(message)}</p><p><a href='/'>Start again</a></p>",
+                 status=status, private=True)
+
+
+def _page(title: str, body: str, status: int = 200, *, private: bool = False) -> HTMLResponse:
+    """`private` pages answer the callback, whose address holds GitHub's code: they send no referrer."""
+    style = ("body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}"
+             ".error{color:#b00020}.warn{color:#8a5a00}pre{background:#f4f4f4;padding:1rem;overflow:auto}"
+             "button,.button{font-size:1.1rem;padding:.4rem 1rem}")
+    # The page holds a form that posts to GitHub: never cache it, never frame it.
+    headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+    if private:
+        headers["Referrer-Policy"] = "no-referrer"
+    return HTMLResponse(f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
+                        f"<style>{style}</style></head><body><h1>Honk</h1>{body}</body></html>",
+                        status_code=status, headers=headers)
