@@ -8,11 +8,14 @@ models reject some real (older or thinner) payloads, and a schema mismatch must 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
@@ -85,6 +88,19 @@ class InstallationToken:
 
 
 class GitHubApp:
+    """One per process and App (see `for_settings`): installation tokens and the App's identity are reused by
+    every job until they expire."""
+
+    _shared: dict[tuple[int | None, str, str], GitHubApp] = {}  # noqa: RUF012 - a deliberate process cache
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> GitHubApp:
+        key = settings.github_private_key.get_secret_value() if settings.github_private_key else ""
+        ident = (settings.github_app_id, settings.github_api_url, hashlib.sha256(key.encode()).hexdigest())
+        if ident not in cls._shared:
+            cls._shared[ident] = cls(settings)
+        return cls._shared[ident]
+
     def __init__(self, settings: Settings, retry: GitHubRetry | None = None) -> None:
         missing = [name for name in settings.missing_github() if "WEBHOOK" not in name]
         if missing:
@@ -97,13 +113,15 @@ class GitHubApp:
         self._tokens: dict[int, InstallationToken] = {}
         self._token_locks: dict[int, asyncio.Lock] = {}
         self._identity: AppIdentity | None = None
+        # One cache per App: githubkit keeps the App's JWT there (signing one re-parses the RSA key, ~40 ms),
+        # and its process-wide default is keyed without the base URL, so two Apps would share entries.
+        self._cache = MemCacheStrategy()
 
-    def _client(self, auth: AppAuthStrategy | TokenAuthStrategy) -> GitHub[Any]:
-        # githubkit caches tokens process-wide, keyed without the base URL; a cache of our own keeps two
-        # Apps (or a test's local GitHub) in one process apart.
-        return GitHub(auth, base_url=self.base_url + "/", cache_strategy=MemCacheStrategy(), timeout=30,
-                      auto_retry=self.retry, http_cache=False,
-                      async_event_hooks={"response": [PROCESS_METRICS.github_response]})  # errors for /metrics
+    def _client(self, auth: AppAuthStrategy | TokenAuthStrategy,
+                on_response: Callable[[httpx.Response], Awaitable[None]] | None = None) -> GitHub[Any]:
+        hooks = [PROCESS_METRICS.github_response] + ([on_response] if on_response else [])  # errors for /metrics
+        return GitHub(auth, base_url=self.base_url + "/", cache_strategy=self._cache, timeout=30,
+                      auto_retry=self.retry, http_cache=False, async_event_hooks={"response": hooks})
 
     def as_app(self) -> GitHub[Any]:
         return self._client(AppAuthStrategy(self._app_id, self._key))
@@ -143,7 +161,13 @@ class GitHubApp:
 
     async def repo(self, installation_id: int, full_name: str) -> Repo:
         token = await self.token(installation_id)
-        return Repo(self._client(TokenAuthStrategy(token.token)), full_name, token.token)
+
+        async def forget_revoked(response: httpx.Response) -> None:
+            # A token GitHub no longer accepts (revoked, or the App reinstalled) must not outlive this job.
+            if response.status_code == 401 and self._tokens.get(installation_id) == token:
+                del self._tokens[installation_id]
+
+        return Repo(self._client(TokenAuthStrategy(token.token), forget_revoked), full_name, token.token)
 
     async def permission(self, installation_id: int, full_name: str, login: str) -> str:
         """The login's role on the repository (admin, maintain, write, triage, read or none)."""

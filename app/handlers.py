@@ -31,7 +31,7 @@ class NotAuthorised(Exception):
 async def authorise(ctx: JobContext) -> GitHubApp:
     job = ctx.job
     try:
-        app = GitHubApp(ctx.settings)
+        app = GitHubApp.for_settings(ctx.settings)
     except GitHubNotConfigured as exc:
         raise JobFailed(str(exc), retry=False) from None
     if not job.requester or job.installation_id is None:

@@ -132,15 +132,24 @@ class Workspace:
 
     @classmethod
     async def create(cls, mirror: Mirror, path: Path, *, branch: str, start: str) -> Workspace:
-        """Clone `start` (a branch of the mirror) into `path` and check out `branch` there."""
+        """A checkout of `start` (a branch of the mirror) at `path`, on `branch`. A spare checkout an earlier
+        job left for this repository is reset and reused: on a large tree that rewrites only the files that
+        differ, where a fresh clone writes every one."""
         if path.exists():
             shutil.rmtree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # --local hard-links the mirror's objects: cheap however big the history.
-        await git("clone", "--quiet", "--local", "--no-tags", "--branch", start, str(mirror.path), str(path))
-        await git("remote", "remove", "origin", cwd=path)
-        if branch != start:
-            await git("checkout", "--quiet", "-b", branch, cwd=path)
+        if not _take_spare(mirror, path):
+            # --local hard-links the mirror's objects: cheap however big the history (same filesystem only).
+            local = ["--local"] if os.stat(mirror.path).st_dev == os.stat(path.parent).st_dev else []
+            await git("clone", "--quiet", *local, "--no-checkout", "--no-tags", str(mirror.path), str(path))
+            await git("remote", "remove", "origin", cwd=path)
+        await git("fetch", "--quiet", "--no-tags", str(mirror.path), f"+refs/heads/{start}:refs/honk/start", cwd=path)
+        for leftover in ("rebase-merge", "rebase-apply"):  # a spare from a job that stopped mid-rebase
+            shutil.rmtree(path / ".git" / leftover, ignore_errors=True)
+        await git("checkout", "--quiet", "--force", "-B", branch, "refs/honk/start", cwd=path)
+        await git("clean", "--quiet", "-ffdx", cwd=path)
+        (path / ".git" / "info").mkdir(exist_ok=True)
+        (path / ".git" / "info" / "exclude").write_text("")  # the last job's setup artifacts are gone
         base = (await git("rev-parse", "HEAD", cwd=path)).strip()
         return cls(path=path, mirror=mirror, branch=branch, base=base)
 
@@ -181,7 +190,36 @@ class Workspace:
         return (await git("rev-parse", "HEAD", cwd=self.path)).strip()
 
     def remove(self) -> None:
+        """Done with it: keep it as a spare for the repository's next job, or delete it."""
+        spares = mirror_spares(self.mirror)
+        spares.mkdir(parents=True, exist_ok=True)
+        if len(list(spares.iterdir())) < SPARES_PER_REPOSITORY and os.stat(spares).st_dev == os.stat(self.path).st_dev:
+            try:
+                os.rename(self.path, spares / f"{os.getpid()}-{id(self)}-{self.path.name}")
+                return
+            except OSError:
+                pass
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+SPARES_PER_REPOSITORY = 2
+
+
+def mirror_spares(mirror: Mirror) -> Path:
+    return mirror.path.with_name(mirror.path.name + ".spares")
+
+
+def _take_spare(mirror: Mirror, path: Path) -> bool:
+    """Claim a spare checkout by renaming it into place; a rename either wins or fails, so concurrent jobs
+    never share one."""
+    spares = mirror_spares(mirror)
+    for spare in sorted(spares.iterdir()) if spares.is_dir() else []:
+        try:
+            os.rename(spare, path)
+            return True
+        except OSError:
+            continue  # another job took it first
+    return False
 
 
 def branch_name(prefix: str, number: int, title: str) -> str:

@@ -145,3 +145,26 @@ def test_client_errors_are_not_retried(app: GitHubApp, gh: respx.MockRouter) -> 
     with pytest.raises(RequestFailed):
         run(scenario())
     assert route.call_count == 1
+
+
+def test_one_app_object_per_process_and_a_revoked_token_is_dropped(make_settings: Callable[..., Settings], key: str,
+                                                                    gh: respx.MockRouter) -> None:
+    settings = make_settings(github_app_id=7, github_private_key=key, github_api_url=API)
+    app = GitHubApp.for_settings(settings)
+    assert GitHubApp.for_settings(make_settings(github_app_id=7, github_private_key=key, github_api_url=API)) is app
+    assert GitHubApp.for_settings(make_settings(github_app_id=8, github_private_key=key, github_api_url=API)) is not app
+    gh.get("/repos/acme/widgets").mock(side_effect=[httpx.Response(401, json={"message": "Bad credentials"}),
+                                                    httpx.Response(200, json={"default_branch": "main"})])
+
+    async def scenario() -> tuple[str, str, str]:
+        first = (await app.token(42)).token
+        async with await app.repo(42, "acme/widgets") as repo:
+            with pytest.raises(RequestFailed):
+                await repo.info()
+        second = (await app.token(42)).token  # a new one, not the refused one
+        async with await app.repo(42, "acme/widgets") as repo:
+            await repo.info()
+        return first, second, (await app.token(42)).token
+
+    first, second, third = run(scenario())
+    assert first != second == third

@@ -120,3 +120,31 @@ def test_repository_hooks_never_run_outside_the_sandbox(tmp_path: Path, upstream
         assert not marker.exists()
 
     asyncio.run(scenario())
+
+
+def test_a_finished_checkout_is_reset_and_reused_by_the_next_job(tmp_path: Path, upstream: Path) -> None:
+    """A big tree is checked out once per repository, not once per job; nothing of the last job survives."""
+    async def scenario() -> None:
+        mirror = Mirror.for_url(tmp_path / "data", str(upstream))
+        await mirror.fetch(token=None)
+        first = await Workspace.create(mirror, tmp_path / "ws" / "job-1", branch="honk/issue-1", start="main")
+        (first.path / ".git" / "reused").write_text("same directory\n")  # a trace only Honk could leave
+        (first.path / "widgets.py").write_text("changed\n")
+        (first.path / "scratch.txt").write_text("untracked\n")
+        (first.path / ".venv").mkdir()
+        (first.path / ".git" / "info" / "exclude").write_text("/.venv\n")
+        first.remove()
+        assert not first.path.exists()
+
+        second = await Workspace.create(mirror, tmp_path / "ws" / "job-2", branch="honk/issue-2", start="main")
+        assert (second.path / ".git" / "reused").exists()  # the spare was taken, not a fresh clone
+        assert (second.path / "widgets.py").read_text() == "def spin():\n    return 'backwards'\n"
+        assert not (second.path / "scratch.txt").exists() and not (second.path / ".venv").exists()
+        assert (second.path / ".git" / "info" / "exclude").read_text() == ""
+        assert (await git("rev-parse", "--abbrev-ref", "HEAD", cwd=second.path)).strip() == "honk/issue-2"
+        assert second.base == sh("git", "rev-parse", "main", cwd=upstream).strip()
+        assert (await git("status", "--porcelain", cwd=second.path)).strip() == ""
+        third = await Workspace.create(mirror, tmp_path / "ws" / "job-3", branch="honk/issue-3", start="main")
+        assert not (third.path / ".git" / "reused").exists()  # no spare left: a fresh clone
+
+    asyncio.run(scenario())
