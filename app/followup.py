@@ -25,17 +25,16 @@ from app.pipeline import (
     Run,
     StatusComment,
     _load_config,
-    _report_failure,
     _result_figures,
     agent_rounds,
     commit,
+    failures_reported,
     guard_change,
     kept_if_stopped,
     prepare_sandbox,
     pushed,
 )
 from app.report import JobLink, Outcome
-from app.sandbox import SandboxError
 from app.verify import run_tests
 from app.worker import JobContext, JobFailed
 from app.workspace import GitError, Mirror, Workspace, git
@@ -60,14 +59,8 @@ async def follow_up(ctx: JobContext, app: GitHubApp) -> dict[str, Any]:
         for trigger in triggers:
             await _acknowledge(repo, trigger)
         await run.status.show(report.queued(link))
-        try:
+        async with failures_reported(run):
             return await _follow(run, triggers)
-        except JobFailed as exc:
-            await _report_failure(run, str(exc), final=not exc.retry or job.attempts >= job.max_attempts)
-            raise
-        except (GitHubException, GitError, SandboxError, OSError) as exc:
-            await _report_failure(run, f"{type(exc).__name__}: {exc}", final=job.attempts >= job.max_attempts)
-            raise
 
 
 async def _acknowledge(repo: Repo, trigger: dict[str, Any]) -> None:

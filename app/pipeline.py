@@ -92,14 +92,22 @@ async def resolve_issue(ctx: JobContext, app: GitHubApp) -> dict[str, Any]:
         await _acknowledge(repo, job.payload)
         await status.show(report.queued(link))
         run = Run(ctx=ctx, repo=repo, identity=identity, status=status)
-        try:
+        async with failures_reported(run):
             return await _resolve(run)
-        except JobFailed as exc:
-            await _report_failure(run, str(exc), final=not exc.retry or job.attempts >= job.max_attempts)
-            raise
-        except (GitHubException, GitError, SandboxError, OSError) as exc:
-            await _report_failure(run, f"{type(exc).__name__}: {exc}", final=job.attempts >= job.max_attempts)
-            raise
+
+
+@asynccontextmanager
+async def failures_reported(run: Run) -> AsyncIterator[None]:
+    """A failure ends with the status comment saying what happened, and whether Honk will try again."""
+    job = run.ctx.job
+    try:
+        yield
+    except JobFailed as exc:
+        await _report_failure(run, str(exc), final=not exc.retry or job.attempts >= job.max_attempts)
+        raise
+    except (GitHubException, GitError, SandboxError, OSError) as exc:
+        await _report_failure(run, f"{type(exc).__name__}: {exc}", final=job.attempts >= job.max_attempts)
+        raise
 
 
 async def _acknowledge(repo: Repo, trigger: dict[str, Any]) -> None:

@@ -49,19 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from tests.e2e import FILES, FIX  # the same small repository and scripted fix as the end-to-end tests
 from tests.fakes.github import FakeGitHub
-from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, reply, thinking
+from tests.fakes.messages_api import FakeMessagesAPI
 from tests.support import SECRET, HonkProcess, app_private_key, free_port, honk_env
 
 SMALL, LARGE = "acme/widgets", "acme/monolith"
-FILES = {
-    "widgets.py": "def spin():\n    return 'backwards'\n",
-    "README.md": "# Widgets\n",
-    ".github/honk.yml": "test: grep -q forwards widgets.py\n",
-}
-FIX = (reply(thinking("Read the code first."), bash("cat widgets.py")),
-       reply(edit("str_replace", "widgets.py", old_str="backwards", new_str="forwards")),
-       end("Make widgets spin forwards\n\nspin() returned 'backwards'; it now returns 'forwards'."))
 PER_PACKAGE = 50  # files per directory in the large repository
 TERMINAL = ("succeeded", "failed", "cancelled")
 
