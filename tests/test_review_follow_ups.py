@@ -168,3 +168,23 @@ def test_stop_keeps_the_work_and_retry_runs_the_failed_job_again(world: World) -
     assert control["result"]["retry_of"] == failed["id"]
     rerun = world.finished(control["result"]["job"])
     assert rerun["result"]["outcome"] == "pull_request", world.logs()
+
+
+def test_a_mention_on_a_pull_request_honk_did_not_open_works_on_its_branch(world: World) -> None:
+    serve(world)
+    github = world.github
+    github.commit_files(REPO, "feature/faster", {"widgets.py": "def spin():\n    return 'backwards, fast'\n"},
+                        "Spin faster", author="Maria Maintainer <maria@example.com>")
+    pr = github.open_pull(REPO, "feature/faster", "main", "Spin faster", user="alice")
+    world.model.script(reply(edit("str_replace", "widgets.py", old_str="backwards, fast", new_str="forwards, fast")),
+                       end("Spin forwards, fast"))
+    answer = github.deliver("issue_comment", github.issue_comment_created(REPO, pr, "@honk make them spin forwards",
+                                                                          "alice"))
+    assert answer.status_code == 202
+    job = world.finished(answer.json()["job"])
+    assert job["result"]["outcome"] == "pushed", world.logs()
+    honk, maria, *_ = github.log(REPO, "feature/faster")
+    assert maria["author_name"] == "Maria Maintainer" and honk["author_name"] == github.bot_login
+    assert github.file_at(REPO, "feature/faster", "widgets.py") == "def spin():\n    return 'forwards, fast'\n"
+    assert set(github.branches(REPO)) == {"main", "feature/faster"}  # no branch of Honk's own
+    assert len(github.pulls(REPO)) == 1

@@ -380,6 +380,22 @@ class FakeGitHub:
                                              line=int(comment["line"]))
             return review["id"]
 
+    def open_pull(self, repo: str, head: str, base: str, title: str, user: str = "alice", body: str = "") -> int:
+        """Open a pull request from `head` as a person (scripting, no API call); returns its number."""
+        r = self._repo(repo)
+        with self._lock:
+            head_sha, base_sha = self._branch_sha(r, head), self._branch_sha(r, base)
+            if head_sha is None or base_sha is None:
+                raise ValueError(f"no branch {head!r} or {base!r} in {repo}")
+            number, now = self._new_number(r), _iso()
+            r.issues[number] = {"number": number, "id": self._new_id(), "title": title, "body": body, "user": user,
+                                "labels": [], "state": "open", "state_reason": None, "created_at": now,
+                                "updated_at": now, "closed_at": None, "pull": True, "via_app": False}
+            r.pulls[number] = {"number": number, "id": self._new_id(), "head": head, "base": base,
+                               "head_sha": head_sha, "base_sha": base_sha, "draft": False, "merged_at": None,
+                               "reviewers": [], "state": "open"}
+            return number
+
     def set_pull_state(self, repo: str, number: int, state: str) -> None:
         """Close (`closed`), reopen (`open`) or merge (`merged`, no merge commit is made) a pull request."""
         r = self._repo(repo)
