@@ -17,7 +17,6 @@ from app.web import create_app
 from tests.fakes.github import FakeGitHub
 from tests.support import (
     HonkProcess,
-    app_private_key,
     free_port,
     honk_env,
     labeled_payload,
@@ -25,11 +24,6 @@ from tests.support import (
     post_delivery,
     wait_for,
 )
-
-
-@pytest.fixture(scope="module")
-def app_key() -> str:
-    return app_private_key()
 
 
 @pytest.fixture

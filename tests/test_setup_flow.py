@@ -24,7 +24,6 @@ from app.web import create_app
 from tests.fakes.github import FakeGitHub
 from tests.support import (
     HonkProcess,
-    app_private_key,
     free_port,
     honk_env,
     labeled_payload,
@@ -32,11 +31,6 @@ from tests.support import (
     post_delivery,
     wait_for,
 )
-
-
-@pytest.fixture(scope="module")
-def app_key() -> str:
-    return app_private_key()
 
 
 def registration_form(page: str) -> tuple[str, dict[str, Any]]:
