@@ -24,15 +24,15 @@ from app.pipeline import (
     TEST_TIMEOUT,
     Run,
     StatusComment,
-    _load_config,
-    _result_figures,
     agent_rounds,
     commit,
     failures_reported,
     guard_change,
     kept_if_stopped,
+    load_config,
     prepare_sandbox,
     pushed,
+    result_figures,
 )
 from app.report import JobLink, Outcome
 from app.verify import run_tests
@@ -90,7 +90,7 @@ async def _follow(run: Run, triggers: list[dict[str, Any]]) -> dict[str, Any]:
     started = time.monotonic()
     await mirror.fetch(repo.token)
     fetched = time.monotonic()
-    run.config = await _load_config(mirror, info["default_branch"])
+    run.config = await load_config(mirror, info["default_branch"])
     workspace = await Workspace.create(mirror, settings.honk_data_dir / "workspaces" / f"job-{job.id}",
                                        branch=head["ref"], start=head["ref"])
     await ctx.audit.record("workspace", branch=head["ref"], base=workspace.base, continued=True,
@@ -112,7 +112,7 @@ async def _work(run: Run, workspace: Workspace, pull: dict[str, Any], triggers: 
         await _answer(run, brief, answers, general, sha=None)
         await run.status.show(report.finished(run.status.link, Outcome(
             "💬 I made no change this time.", [general] if general else []), run.figures))
-        return {"outcome": "no_change", "summary": general, **_result_figures(attempt.result)}
+        return {"outcome": "no_change", "summary": general, **result_figures(attempt.result)}
     await guard_change(run, workspace)
 
     await run.status.step("pushing the change")
@@ -149,7 +149,7 @@ async def _work(run: Run, workspace: Workspace, pull: dict[str, Any], triggers: 
         [report.verification_line(verification), *notes]), run.figures))
     return {"outcome": "pushed", "commit": sha, "branch": workspace.branch, "summary": general,
             "threads": [t.root_id for t in brief.threads], "verification": verification.to_dict(),
-            **_result_figures(attempt.result)}
+            **result_figures(attempt.result)}
 
 
 async def _brief(run: Run, workspace: Workspace, pull: dict[str, Any], triggers: list[dict[str, Any]]

@@ -133,7 +133,7 @@ async def _resolve(run: Run) -> dict[str, Any]:
     started = time.monotonic()
     await mirror.fetch(repo.token)
     fetched = time.monotonic()
-    run.config = await _load_config(mirror, default_branch)
+    run.config = await load_config(mirror, default_branch)
     prefix = run.config.branch_prefix_over(settings)
     existing = await _existing_branch(mirror, prefix, job.number)
     branch = existing or branch_name(prefix, job.number, (job.payload.get("issue") or {}).get("title", ""))
@@ -292,7 +292,7 @@ async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[
     return {"outcome": "pull_request", "pull_request": pull["number"], "pull_request_url": pull.get("html_url"),
             "branch": workspace.branch, "commit": sha, "opened": opened, "draft": draft,
             "summary": result.summary[:2000],
-            "verification": verification.to_dict(), **_result_figures(result)}
+            "verification": verification.to_dict(), **result_figures(result)}
 
 
 async def _verify(run: Run, sandbox: Sandbox, command: str | None, reason: str) -> Verification:
@@ -308,7 +308,7 @@ async def _no_change(run: Run, result: AgentResult) -> dict[str, Any]:
                 else f"⚠️ I stopped before making a change: {stopped}")
     details = [result.summary.strip()] if result.summary.strip() else []
     await run.status.show(report.finished(run.status.link, Outcome(headline, details), run.figures))
-    return {"outcome": "no_change", "summary": result.summary, "stop": result.stop, **_result_figures(result)}
+    return {"outcome": "no_change", "summary": result.summary, "stop": result.stop, **result_figures(result)}
 
 
 async def _report_failure(run: Run, message: str, *, final: bool) -> None:
@@ -323,7 +323,7 @@ async def _report_failure(run: Run, message: str, *, final: bool) -> None:
         log.warning("cannot update the status comment: %s", exc)
 
 
-async def _load_config(mirror: Mirror, default_branch: str) -> RepoConfig:
+async def load_config(mirror: Mirror, default_branch: str) -> RepoConfig:
     text = await git("show", f"refs/heads/{default_branch}:{CONFIG_PATH}", cwd=mirror.path, check=False)
     try:
         return parse_repo_config(text or None)
@@ -383,6 +383,6 @@ def _figures(result: AgentResult) -> RunFigures:
                       seconds=result.duration_s)
 
 
-def _result_figures(result: AgentResult) -> dict[str, Any]:
+def result_figures(result: AgentResult) -> dict[str, Any]:
     return {"turns": result.turns, "cost_usd": round(result.cost_usd, 4), "usage": result.usage,
             "agent_seconds": round(result.duration_s, 2), "stop": result.stop}
