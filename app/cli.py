@@ -116,7 +116,7 @@ async def _learn_app_slug(state: HonkState, timeout: float = 10.0) -> None:
     from app.github import GitHubApp, GitHubNotConfigured
 
     try:
-        info = await asyncio.wait_for(GitHubApp(state.settings).app_info(), timeout)
+        info = await asyncio.wait_for(GitHubApp.for_settings(state.settings).app_info(), timeout)
     except GitHubNotConfigured:
         return
     except (GitHubException, TimeoutError, KeyError, ValueError) as exc:

@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -28,42 +29,45 @@ router = APIRouter()
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 
 
+@dataclass(frozen=True)
+class _Answer:
+    response: JSONResponse
+    outcome: str  # queued | ignored | duplicate | rejected | error, for the metrics
+    event: str | None = None  # None until the signature is verified: before that it is anyone's text
+
+
 @router.post("/api/github/webhooks")
 async def receive(request: Request) -> JSONResponse:
-    honk: HonkState = request.app.state.honk
     started = time.perf_counter()
+    answer = await _handle(request, request.app.state.honk, started)
+    return metrics.answered(request, started, answer.response, answer.outcome, answer.event)
 
+
+async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
     body = await _read_body(request)
     if body is None:
-        return metrics.answered(request, started, _answer(
-            413, "error", f"the body is over {MAX_BODY // (1024 * 1024)} MiB"), "rejected")
+        return _reject(413, f"the body is over {MAX_BODY // (1024 * 1024)} MiB")
     secret = honk.settings.webhook_secret
     if secret is None:
-        return metrics.answered(request, started, _answer(
-            401, "error", "Honk has no GITHUB_WEBHOOK_SECRET, so it cannot verify any delivery"), "rejected")
+        return _reject(401, "Honk has no GITHUB_WEBHOOK_SECRET, so it cannot verify any delivery")
     if not _signature_ok(secret, body, request.headers.get("x-hub-signature-256")):
-        return metrics.answered(request, started, _answer(401, "error", "missing or wrong X-Hub-Signature-256"),
-                                "rejected")
+        return _reject(401, "missing or wrong X-Hub-Signature-256")
 
     event = request.headers.get("x-github-event", "").strip()
     delivery = request.headers.get("x-github-delivery", "").strip()
     if not event or not delivery:
-        return metrics.answered(request, started, _answer(
-            400, "error", "the X-GitHub-Event and X-GitHub-Delivery headers are required"), "rejected", event)
+        return _reject(400, "the X-GitHub-Event and X-GitHub-Delivery headers are required", event)
     if len(event) > 100 or len(delivery) > 100:
-        return metrics.answered(request, started, _answer(
-            400, "error", "X-GitHub-Event or X-GitHub-Delivery is too long"), "rejected", event)
+        return _reject(400, "X-GitHub-Event or X-GitHub-Delivery is too long", event)
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
         hint = (" (set the webhook's content type to application/json)"
                 if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
                 else "")
-        return metrics.answered(request, started, _answer(400, "error", f"the body is not JSON{hint}"),
-                                "rejected", event)
+        return _reject(400, f"the body is not JSON{hint}", event)
     if not isinstance(payload, dict):
-        return metrics.answered(request, started, _answer(400, "error", "the body is not a JSON object"),
-                                "rejected", event)
+        return _reject(400, "the body is not a JSON object", event)
 
     action = payload.get("action") if isinstance(payload.get("action"), str) else None
     decision = decide(event, payload, honk.rules(), delivery)
@@ -74,25 +78,20 @@ async def receive(request: Request) -> JSONResponse:
     except SQLAlchemyError as exc:
         # Not the sender's fault: GitHub may redeliver once the database is back.
         log.error("delivery=%s cannot be stored: %s", delivery, exc)
-        return metrics.answered(request, started, _answer(
-            503, "error", "the database is not answering; the delivery was not stored"), "error", event)
+        return _Answer(_error(503, "the database is not answering; the delivery was not stored"), "error", event)
 
     elapsed = round((time.perf_counter() - started) * 1000, 2)
     if accepted.duplicate:
         log.info("delivery=%s event=%s.%s outcome=duplicate ms=%s", delivery, event, action, elapsed)
-        return metrics.answered(request, started, JSONResponse({"status": "duplicate"}, status_code=200),
-                                "duplicate", event)
+        return _Answer(JSONResponse({"status": "duplicate"}, status_code=200), "duplicate", event)
     if accepted.job_id is not None:
         honk.job_queued()
         log.info("delivery=%s event=%s.%s outcome=queued job=%d ms=%s", delivery, event, action,
                  accepted.job_id, elapsed)
-        return metrics.answered(request, started,
-                                JSONResponse({"status": "queued", "job": accepted.job_id}, status_code=202),
-                                "queued", event)
+        return _Answer(JSONResponse({"status": "queued", "job": accepted.job_id}, status_code=202), "queued", event)
     log.info("delivery=%s event=%s.%s outcome=ignored reason=%r ms=%s", delivery, event, action, reason,
              elapsed)
-    return metrics.answered(request, started, JSONResponse({"status": "ignored", "reason": reason}, status_code=200),
-                            "ignored", event)
+    return _Answer(JSONResponse({"status": "ignored", "reason": reason}, status_code=200), "ignored", event)
 
 
 async def _read_body(request: Request) -> bytes | None:
@@ -115,5 +114,9 @@ def _signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
 
 
-def _answer(status: int, kind: str, detail: str) -> JSONResponse:
-    return JSONResponse({"status": kind, "detail": detail}, status_code=status)
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"status": "error", "detail": detail}, status_code=status)
+
+
+def _reject(status: int, detail: str, event: str | None = None) -> _Answer:
+    return _Answer(_error(status, detail), "rejected", event)
