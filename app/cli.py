@@ -8,8 +8,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -69,12 +70,22 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool) -> int:
     state = _prepare(settings, host)
     # Links in comments and pull requests point here unless HONK_PUBLIC_URL says otherwise.
-    settings.honk_public_url = settings.honk_public_url or f"http://{host}:{port}"
+    settings.honk_public_url = settings.honk_public_url or f"http://{_url_host(host)}:{port}"
     state.public_url = settings.honk_public_url
-    from app.web import create_app
+    # Until the sockets are bound and looked at, the job pages assume the worst (CONTRACT section 2).
+    state.bound_loopback = False
+    from app.setup_flow import setup_url
+    from app.web import create_app, sockets_are_loopback
+
+    def started(server: uvicorn.Server) -> None:
+        addresses = [sock.getsockname() for listener in server.servers for sock in listener.sockets or ()]
+        state.bound_loopback = sockets_are_loopback(addresses)
+        if not state.bound_loopback and settings.honk_dashboard_token is None:
+            log.warning("Honk listens beyond loopback (%s) and HONK_DASHBOARD_TOKEN is not set: the job pages "
+                        "answer 403 until it is", ", ".join(_shown_address(a) for a in addresses))
 
     server = _Server(uvicorn.Config(create_app(state), host=host, port=port, log_config=None,
-                                    access_log=False, lifespan="off"))
+                                    access_log=False, lifespan="off"), on_started=started)
     stop = asyncio.Event()
 
     async def web() -> None:
@@ -85,8 +96,12 @@ async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool)
 
     await _learn_app_slug(state)
     with _signals(stop, server):
-        log.info("honk %s listening on http://%s:%d (database %s)", "serve" if with_worker else "web", host,
-                 port, state.db.safe_url)
+        log.info("honk %s listening on http://%s:%d (database %s)", "serve" if with_worker else "web",
+                 _url_host(host), port, state.db.safe_url)
+        if state.settings.missing_github():
+            # The setup pages ask anyone not on this machine for this code (app/setup_flow.py); the log is
+            # where the operator, and only the operator, finds it.
+            log.warning("First-run setup: open %s", setup_url(settings.honk_public_url, state.setup_code))
         if with_worker:
             worker = _make_worker(state)
             state.on_job_queued.append(worker.wake)
@@ -148,11 +163,34 @@ def _make_worker(state: HonkState):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, minus its own signal handling: Honk stops the web server and the worker together."""
+    """uvicorn, minus its own signal handling: Honk stops the web server and the worker together. Tells
+    `on_started` once its sockets are bound, so that Honk can see what it really listens on."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[uvicorn.Server], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_started is not None:
+            self._on_started(self)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def _url_host(host: str) -> str:
+    """`--host` as it goes into a URL: IPv6 in brackets; "" (every interface) as 0.0.0.0, not `http://:3000`."""
+    if not host:
+        return "0.0.0.0"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _shown_address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"[{address[0]}]:{address[1]}" if ":" in str(address[0]) else f"{address[0]}:{address[1]}"
+    return str(address)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -55,8 +56,12 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration. Safe to call from several processes at once."""
-        if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
-            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        database = self.url.database if self.is_sqlite and self.url.database not in (None, "", ":memory:") else None
+        if database:
+            Path(database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Jobs hold transcripts and code: the file is the owner's alone, created so from the first byte.
+            os.close(os.open(database, os.O_CREAT | os.O_RDWR, 0o600))
+            os.chmod(database, 0o600)
         try:
             with self.engine.begin() as conn:
                 if not self.is_sqlite:

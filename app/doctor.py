@@ -222,7 +222,16 @@ async def check_sandbox(settings: Settings) -> list[Check]:
                          "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or "
                          "kernel.apparmor_restrict_unprivileged_userns=0), or run the container with "
                          "--security-opt seccomp=unconfined / --privileged")]
-    return [ok(name, f"{version or 'bwrap'} starts a sandbox")]
+    checks = [ok(name, f"{version or 'bwrap'} starts a sandbox")]
+    if shutil.which("socat") is None:
+        checks.append(warn("setup network", "socat is not installed, so `setup` commands in .github/honk.yml cannot "
+                           "reach package registries through Honk's filter (jobs with setup fail)",
+                           "install it (Debian/Ubuntu: apt-get install socat)"))
+    else:
+        allowed = settings.setup_allowed_hosts
+        checks.append(ok("setup network", f"setup may reach {len(allowed)} hosts through Honk's filter "
+                                          "(extend with HONK_SETUP_ALLOWED_HOSTS)"))
+    return checks
 
 
 async def check_git(settings: Settings) -> list[Check]:

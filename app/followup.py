@@ -37,7 +37,7 @@ from app.pipeline import (
 from app.report import JobLink, Outcome
 from app.verify import run_tests
 from app.worker import JobContext, JobFailed
-from app.workspace import GitError, Mirror, Workspace, git
+from app.workspace import GitError, Mirror, Workspace
 
 log = logging.getLogger("honk.followup")
 _CLOSES = re.compile(r"(?i)\b(?:closes|fixes|resolves)\s+#(\d+)")
@@ -110,8 +110,8 @@ async def _work(run: Run, workspace: Workspace, pull: dict[str, Any], triggers: 
     general, answers = thread_answers(attempt.result.summary)
     if not attempt.changed or attempt.verification is None:
         await _answer(run, brief, answers, general, sha=None)
-        await run.status.show(report.finished(run.status.link, Outcome(
-            "💬 I made no change this time.", [general] if general else []), run.figures))
+        await run.status.finish(Outcome(
+            "💬 I made no change this time.", [general] if general else []), run.figures)
         return {"outcome": "no_change", "summary": general, **result_figures(attempt.result)}
     await guard_change(run, workspace)
 
@@ -144,9 +144,9 @@ async def _work(run: Run, workspace: Workspace, pull: dict[str, Any], triggers: 
         notes.append(f"⚠️ The base branch `{fresh['base']['ref']}` has moved and this pull request no longer merges "
                      "cleanly.")
     await _update_figures(run, fresh)
-    await run.status.show(report.finished(run.status.link, Outcome(
+    await run.status.finish(Outcome(
         f"✅ Pushed {sha[:7]} to `{workspace.branch}`: {title}",
-        [report.verification_line(verification), *notes]), run.figures))
+        [report.verification_line(verification), *notes]), run.figures)
     return {"outcome": "pushed", "commit": sha, "branch": workspace.branch, "summary": general,
             "threads": [t.root_id for t in brief.threads], "verification": verification.to_dict(),
             **result_figures(attempt.result)}
@@ -160,11 +160,12 @@ async def _brief(run: Run, workspace: Workspace, pull: dict[str, Any], triggers:
     closes = _CLOSES.search(pull.get("body") or "")
     issue = await repo.issue(int(closes.group(1))) if closes else None
     base = pull["base"]["ref"]
-    merge_base = await git("merge-base", "HEAD", f"refs/remotes/base/{base}", cwd=workspace.path, check=False)
+    merge_base = await workspace.git("merge-base", "HEAD", f"refs/remotes/base/{base}", check=False)
     if not merge_base.strip():
-        await git("fetch", "--quiet", "--no-tags", str(workspace.mirror.path),
-                  f"+refs/heads/{base}:refs/remotes/base/{base}", cwd=workspace.path)
-    diff = await git("diff", "--no-color", f"refs/remotes/base/{base}...HEAD", cwd=workspace.path, check=False)
+        await workspace.git("fetch", "--quiet", "--no-tags", str(workspace.mirror.path),
+                            f"+refs/heads/{base}:refs/remotes/base/{base}")
+    diff = await workspace.git("diff", "--no-color", "--no-ext-diff", "--no-textconv",
+                               f"refs/remotes/base/{base}...HEAD", check=False)
     return await follow_up_task(repo=job.repo, pull=pull, triggers=triggers, review_comments=review_comments,
                                 unresolved=threads, history=await _history(run, issue), diff=diff, issue=issue,
                                 bot_login=run.identity.bot_login, can_write=run.can_write)

@@ -12,18 +12,19 @@ and not a placeholder or an identifier that merely contains a prefix such as `sk
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from app.redact import SECRET_PATTERNS as REDACT_PATTERNS
 from app.repo_config import DEFAULT_SOURCE, RepoConfig
+from app.workspace import SAFE_OPTIONS, git_env
 
-RefusalKind = Literal["secret", "workflow", "protected_path"]
+RefusalKind = Literal["secret", "workflow", "protected_path", "nested_repository", "symlink"]
 WORKFLOWS_DIR = ".github/workflows/"
 GIT_TIMEOUT_SECONDS = 120
 
@@ -98,17 +99,22 @@ MIN_GENERIC_ENTROPY = 3.5  # bits per character; random base64/base62 has ~4.5+,
 MIN_TOKEN_ENTROPY = 3.0  # the body of a prefixed token: fails only on runs like `ghp_aaaa...` or `AKIAXXXX...`
 
 
-def check_change(root: Path, base: str, config: RepoConfig) -> list[Refusal]:
+def check_change(root: Path, base: str, config: RepoConfig, git_env: Mapping[str, str] | None = None
+                 ) -> list[Refusal]:
     """Check everything staged in `root` against commit `base`.
 
     The caller stages the agent's work first (`git add -A`), so new files are included; this function only
-    reads. git is run with options that ignore the checkout's own config where it could change the output's
-    shape or run a program (external diff, textconv, fsmonitor): the agent could have edited `.git/config`.
+    reads. git runs with Honk's own configuration (`git_env`: a workspace's git directory named explicitly)
+    and options that keep the output's shape fixed and run no program (external diff, textconv).
     """
-    diff = _git(root, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative",
+    diff = _git(root, git_env, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-relative",
                 "--src-prefix=a/", "--dst-prefix=b/", "-M", base, "--")
-    names = _git(root, "diff", "--cached", "--no-ext-diff", "--no-relative", "--name-status", "-z", "-M", base, "--")
-    return scan_diff(diff, parse_name_status(names), config)
+    names = _git(root, git_env, "diff", "--cached", "--no-ext-diff", "--no-relative", "--name-status", "-z", "-M",
+                 base, "--")
+    raw = _git(root, git_env, "diff", "--cached", "--no-ext-diff", "--no-relative", "--raw", "-z", "--no-renames",
+               "--abbrev=40", base, "--")
+    links = {path: _git(root, git_env, "cat-file", "blob", sha) for path, sha in symlinks_added(raw)}
+    return scan_diff(diff, parse_name_status(names), config) + tree_refusals(raw, links)
 
 
 def scan_diff(diff_text: str, changed_paths: list[str], config: RepoConfig) -> list[Refusal]:
@@ -150,6 +156,56 @@ def _path_refusal(path: str, config: RepoConfig) -> Refusal | None:
         return Refusal("protected_path", path, None, f"`{path}` matches `{pattern}` in `protected_paths` of "
                                                      f"`{DEFAULT_SOURCE}`, so Honk may not change it.")
     return None
+
+
+# What the tree itself may not hold
+
+
+def symlinks_added(raw: str) -> list[tuple[str, str]]:
+    """(path, blob) of every symlink the change adds or retargets, from `git diff --raw -z --abbrev=40`."""
+    return [(path, new_sha) for new_mode, new_sha, path in _raw_entries(raw) if new_mode == "120000"]
+
+
+def tree_refusals(raw: str, link_targets: Mapping[str, str]) -> list[Refusal]:
+    """Nested repositories (gitlinks) and symlinks that lead outside the repository are never pushed: the
+    first would make a checkout read another repository, the second points a reader's tools at their own
+    files."""
+    refusals = []
+    for new_mode, _sha, path in _raw_entries(raw):
+        if new_mode == "160000":
+            refusals.append(Refusal("nested_repository", path, None,
+                                    f"`{path}` is a nested git repository (a gitlink); Honk does not push those. "
+                                    "Remove its `.git` or make it a real submodule by hand."))
+        elif new_mode == "120000" and path in link_targets and _escapes(path, link_targets[path]):
+            refusals.append(Refusal("symlink", path, None,
+                                    f"`{path}` is a symlink to `{link_targets[path][:200]}`, outside the "
+                                    "repository; Honk does not push those."))
+    return refusals
+
+
+def _raw_entries(raw: str) -> list[tuple[str, str, str]]:
+    """(new mode, new blob, path) per entry of `git diff --raw -z --no-renames`."""
+    fields = raw.split("\0")
+    entries = []
+    for i in range(0, len(fields) - 1, 2):
+        meta, path = fields[i].lstrip(":").split(), fields[i + 1]
+        if len(meta) >= 5:
+            entries.append((meta[1], meta[3], path))
+    return entries
+
+
+def _escapes(path: str, target: str) -> bool:
+    if not target or target.startswith("/") or "\0" in target:
+        return True
+    depth = len(path.split("/")) - 1  # directories between the root and the link
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
 
 
 # Secrets
@@ -366,10 +422,10 @@ def parse_name_status(output: str) -> list[str]:
     return list(dict.fromkeys(p for p in paths if p))
 
 
-def _git(root: Path, *args: str) -> str:
-    # GIT_DIR and friends from the caller's environment would point git somewhere else than `root`.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    command = ["git", "-C", str(root), "-c", "core.quotePath=false", "-c", "core.fsmonitor=false",
+def _git(root: Path, extra_env: Mapping[str, str] | None, *args: str) -> str:
+    # Honk's own git environment: GIT_DIR and friends from the caller's environment are dropped with the rest.
+    env = git_env() | dict(extra_env or {})
+    command = ["git", "-C", str(root), *SAFE_OPTIONS, "-c", "core.quotePath=false",
                "-c", "diff.noprefix=false", "-c", "diff.mnemonicPrefix=false", *args]
     try:
         result = subprocess.run(command, capture_output=True, env=env, timeout=GIT_TIMEOUT_SECONDS, check=False)

@@ -5,11 +5,19 @@ login form that guards them when HONK_DASHBOARD_TOKEN is set.
 Server-rendered with Jinja2, autoescaping everything: transcripts hold text written by strangers (issue text,
 file contents, command output). The pages also run no script at all, and say so in their
 Content-Security-Policy, so that a slip in escaping still could not run anything.
+
+The login form is throttled per client (`LoginThrottle`: at most 10 failed sign-ins per 5 minutes, then 429
+with Retry-After), and it and the logout form refuse posts from other sites by their `Origin`/`Referer`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +37,7 @@ from app.state import HonkState
 from app.web import (
     SESSION_COOKIE,
     SESSION_SECONDS,
+    cross_origin_refusal,
     dashboard_refusal,
     serialise_job,
     session_cookie,
@@ -47,7 +56,9 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # job URLs stay out of the logs of the sites they link to
+    # Job URLs stay out of the logs of the sites they link to. Not "no-referrer": with it, browsers send
+    # `Origin: null` on the pages' own form posts, which the login form's cross-site check must refuse.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -357,6 +368,83 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 # Access
 
+LOGIN_FAILURES_ALLOWED = 10  # failed sign-ins per client within the window; the next attempt gets 429
+LOGIN_WINDOW_SECONDS = 300.0
+LOGIN_CLIENTS_TRACKED = 10_000  # beyond this the client seen longest ago is forgotten: memory stays bounded
+
+
+@dataclass
+class LoginThrottle:
+    """Failed sign-ins per client, in a sliding window. A client with `limit` failures in the last `window`
+    seconds is refused, even with the right token, until the oldest of them leaves the window. Successful
+    sign-ins are not counted. Kept in memory: a restart forgets it, and each web process counts its own."""
+
+    limit: int = LOGIN_FAILURES_ALLOWED
+    window: float = LOGIN_WINDOW_SECONDS
+    max_clients: int = LOGIN_CLIENTS_TRACKED
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, client: str) -> int | None:
+        """Whole seconds until `client` may try again, or None when it may now."""
+        failures = self._recent(client)
+        if failures is None or len(failures) < self.limit:
+            return None
+        return max(1, math.ceil(failures[0] + self.window - self.clock()))
+
+    def failed(self, client: str) -> None:
+        failures = self._recent(client)
+        if failures is None:
+            failures = self._failures[client] = deque(maxlen=self.limit)  # the newest `limit` decide
+        failures.append(self.clock())
+        self._failures.move_to_end(client)
+        while len(self._failures) > self.max_clients:
+            self._failures.popitem(last=False)
+
+    def _recent(self, client: str) -> deque[float] | None:
+        failures = self._failures.get(client)
+        if failures is None:
+            return None
+        horizon = self.clock() - self.window
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+            return None
+        return failures
+
+
+def client_key(request: Request) -> str:
+    """Who is signing in, for the throttle: the client's address (behind a local proxy, uvicorn takes it from
+    X-Forwarded-For), an IPv6 client by its /64, which one machine usually holds whole."""
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is the IPv4 client 192.0.2.1
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    app_state = request.app.state
+    if not hasattr(app_state, "login_throttle"):  # an app assembled without create_app
+        app_state.login_throttle = LoginThrottle()
+    return app_state.login_throttle
+
+
+def _cross_site(request: Request) -> Response | None:
+    reason = cross_origin_refusal(request)
+    if reason is None:
+        return None
+    return render(request, "message.html", 403, title="Not allowed", message=reason[0].upper() + reason[1:] + ".")
+
+
 def _signed_in(request: Request) -> bool:
     token = _state(request).settings.honk_dashboard_token
     return token is not None and session_valid(request.cookies.get(SESSION_COOKIE), token.get_secret_value())
@@ -399,13 +487,26 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
+    if (cross_site := _cross_site(request)) is not None:
+        return cross_site
     token = _state(request).settings.honk_dashboard_token
     body = await request.body()
     form = parse_qs(body[:MAX_FORM_BYTES].decode(errors="replace"))
     given, target = (form.get("token") or [""])[0], _safe_next((form.get("next") or [""])[0])
     if token is None:
         return _refusal(request) or RedirectResponse(target, status_code=303)
+    throttle, client = _throttle(request), client_key(request)
+    # Checked before the token, and whatever the token: a guesser who hits the right one while throttled
+    # must not learn that it was right.
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        response = render(request, "login.html", 429, next=target,
+                          error=f"Too many wrong tokens from your address: try again in {wait} seconds (Honk "
+                                f"allows {throttle.limit} failed sign-ins per {_duration_words(throttle.window)}).")
+        response.headers["Retry-After"] = str(wait)
+        return response
     if not token_matches(given, token.get_secret_value()):
+        throttle.failed(client)
         return render(request, "login.html", 401, next=target, error="That is not the dashboard token.")
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(SESSION_COOKIE, session_cookie(token.get_secret_value()), max_age=SESSION_SECONDS,
@@ -415,6 +516,8 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    if (cross_site := _cross_site(request)) is not None:  # another site must not sign you out either
+        return cross_site
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_https(request))
     return response
@@ -443,6 +546,13 @@ async def job_page(request: Request, job_id: int) -> Response:
     if found is None:
         return render(request, "message.html", 404, title="No such job", message=f"There is no job {job_id}.")
     return render(request, "job.html", **job_view(*found))
+
+
+def _duration_words(seconds: float) -> str:
+    minutes = seconds / 60
+    if minutes >= 1 and minutes == int(minutes):
+        return "minute" if minutes == 1 else f"{int(minutes)} minutes"
+    return f"{seconds:g} seconds"
 
 
 def _positive(value: str | None, default: int) -> int:

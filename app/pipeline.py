@@ -25,6 +25,7 @@ from githubkit.exception import GitHubException
 from app import report
 from app.agent import Agent, AgentResult, DataBlock, Task
 from app.briefing import issue_task
+from app.egress import EgressProxy
 from app.github import AppIdentity, GitHubApp, Repo, can_write
 from app.guard import check_change
 from app.repo_config import RepoConfig, RepoConfigError, detect_test_command, parse_repo_config
@@ -48,6 +49,7 @@ class StatusComment:
     def __init__(self, repo: Repo, number: int, link: JobLink, bot_login: str) -> None:
         self.repo, self.number, self.link, self.bot_login = repo, number, link, bot_login
         self.id: int | None = None
+        self.notes: list[str] = []  # said under whatever outcome the run ends with (e.g. hosts setup could not reach)
 
     async def show(self, body: str) -> None:
         if self.id is None:
@@ -63,6 +65,10 @@ class StatusComment:
 
     async def step(self, text: str) -> None:
         await self.show(report.working(self.link, text))
+
+    async def finish(self, outcome: Outcome, figures: RunFigures | None) -> None:
+        outcome = Outcome(outcome.headline, [*outcome.details, *self.notes])
+        await self.show(report.finished(self.link, outcome, figures))
 
 
 @dataclass
@@ -157,12 +163,12 @@ async def kept_if_stopped(run: Run, workspace: Workspace) -> AsyncIterator[None]
         current = await asyncio.to_thread(run.ctx.queue.get, run.ctx.job.id)
         if current is not None and current.cancel_requested:
             keep = True
-            changes = await git("status", "--short", cwd=workspace.path, check=False)
+            changes = await workspace.git("status", "--short", "--ignore-submodules=all", check=False)
             await run.ctx.audit.record("job.stopped", workspace=str(workspace.path), changes=changes)
             with contextlib.suppress(GitHubException):
-                await run.status.show(report.finished(run.status.link, Outcome(
+                await run.status.finish(Outcome(
                     "🛑 Stopped as asked. Nothing was pushed.",
-                    [f"The work so far is kept on the Honk host in `{workspace.path}`."]), run.figures))
+                    [f"The work so far is kept on the Honk host in `{workspace.path}`."]), run.figures)
         raise
     finally:
         if not keep:
@@ -181,14 +187,24 @@ class Attempt:
 async def prepare_sandbox(run: Run, workspace: Workspace) -> Sandbox:
     """Check the sandbox and run the repository's setup, before the model acts."""
     settings, config = run.ctx.settings, run.config
-    sandbox = Sandbox(workspace.path, settings)
+    sandbox = Sandbox(workspace.path, settings, git_dir=workspace.git_dir)
     await sandbox.check()
     if config.setup:
         await run.status.step("running the repository's setup")
-        # Setup runs before the model has touched anything, so it alone may use the network (to install).
-        failure = await run_setup(Sandbox(workspace.path, settings, network=True), config.setup, TEST_TIMEOUT)
+        # Setup runs before the model has touched anything, so it alone gets a network: one whose only way
+        # out is Honk's proxy, to the package registries on the allowlist.
+        async with EgressProxy.for_settings(settings) as proxy:
+            failure = await run_setup(Sandbox(workspace.path, settings, git_dir=workspace.git_dir, network=proxy),
+                                      config.setup, TEST_TIMEOUT)
+        blocked = [f"`{b.host}:{b.port}` ({b.reason})" for b in proxy.blocked]
         await run.ctx.audit.record("verify.setup", commands=config.setup, ok=failure is None,
-                                   output=failure.output if failure else "")
+                                   output=failure.output if failure else "", blocked=blocked,
+                                   allowed=dict(proxy.allowed))
+        if blocked:
+            more = f" and {proxy.blocked_more} more" if proxy.blocked_more else ""
+            run.status.notes.append(f"🧱 Setup's network filter blocked {', '.join(blocked)}{more}. Setup may reach "
+                                    "only package registries; an operator can allow more hosts with "
+                                    "`HONK_SETUP_ALLOWED_HOSTS`.")
         if failure:
             raise JobFailed(f"the repository's setup failed: `{failure.command}` exited {failure.exit_code}.\n\n"
                             f"```\n{failure.output[-2000:]}\n```\n\nFix `setup` in `{CONFIG_PATH}` and ask again.")
@@ -205,7 +221,7 @@ async def agent_rounds(run: Run, workspace: Workspace, sandbox: Sandbox, task: T
     async with Agent(agent_settings, workspace.path, run.ctx.audit, budget=config.budget_over(settings),
                      secrets=[run.repo.token], sandbox=sandbox) as agent:
         result = await agent.run(task)
-        changed = await workspace.stage_all()
+        changed = await _stage(agent, workspace)
         verification = await _verify(run, sandbox, test_command, test_reason) if changed else None
         rounds = 0
         while verification and verification.failed and result.stop == "completed" and rounds < FIX_ROUNDS:
@@ -213,16 +229,30 @@ async def agent_rounds(run: Run, workspace: Workspace, sandbox: Sandbox, task: T
             await run.status.step(f"tests failed; fixing them (round {rounds} of {FIX_ROUNDS})")
             result = await agent.resume(
                 f"Honk ran `{test_command}` after your change and it failed. Fix the cause (not the tests, unless "
-                "they are wrong), run it again, and reply with an updated summary.",
+                "they are wrong), run it again, and reply with an updated summary. Your shell was restarted "
+                "meanwhile: background processes and exported variables are gone.",
                 data=[DataBlock(f"output of `{test_command}`", verification.output)])
-            changed = await workspace.stage_all()
+            changed = await _stage(agent, workspace)
             verification = await _verify(run, sandbox, test_command, test_reason) if changed else None
     run.figures = _figures(result)
     return Attempt(result, changed, verification)
 
 
+async def _stage(agent: Agent, workspace: Workspace) -> list[str]:
+    """Stage the agent's work once nothing it started can still change the tree: its whole sandbox (the
+    shell's PID namespace and every background process) has ended first."""
+    await agent.end_sandbox()
+    nested = await workspace.nested_repositories()
+    if nested:
+        raise JobFailed("I made a change but will not push it:\n\n" + "\n".join(
+            f"- `{path}` is a nested git repository; Honk does not push those." for path in nested)
+            + "\n\nNothing was pushed. Ask again without creating repositories inside this one.")
+    return await workspace.stage_all()
+
+
 async def guard_change(run: Run, workspace: Workspace) -> None:
-    refusals = check_change(workspace.path, workspace.base, run.config)
+    workspace.pin()
+    refusals = await asyncio.to_thread(check_change, workspace.path, workspace.base, run.config, workspace.git_env())
     if refusals:
         await run.ctx.audit.record("guard.refused", refusals=[r.message for r in refusals])
         lines = "\n".join(f"- {r.message}" for r in refusals)
@@ -286,9 +316,9 @@ async def _work(run: Run, workspace: Workspace, default_branch: str, info: dict[
                            draft=draft, commit=sha)
 
     verb = "Opened" if opened else "Updated"
-    await run.status.show(report.finished(run.status.link, Outcome(
+    await run.status.finish(Outcome(
         f"✅ {verb} #{pull['number']}: {title}" + (" (draft)" if draft else ""),
-        [report.verification_line(verification)] + ([f"⚠️ {stopped}"] if stopped else [])), run.figures))
+        [report.verification_line(verification)] + ([f"⚠️ {stopped}"] if stopped else [])), run.figures)
     return {"outcome": "pull_request", "pull_request": pull["number"], "pull_request_url": pull.get("html_url"),
             "branch": workspace.branch, "commit": sha, "opened": opened, "draft": draft,
             "summary": result.summary[:2000],
@@ -307,7 +337,7 @@ async def _no_change(run: Run, result: AgentResult) -> dict[str, Any]:
     headline = ("💬 I made no change, so there is no pull request." if stopped is None
                 else f"⚠️ I stopped before making a change: {stopped}")
     details = [result.summary.strip()] if result.summary.strip() else []
-    await run.status.show(report.finished(run.status.link, Outcome(headline, details), run.figures))
+    await run.status.finish(Outcome(headline, details), run.figures)
     return {"outcome": "no_change", "summary": result.summary, "stop": result.stop, **result_figures(result)}
 
 
@@ -318,7 +348,7 @@ async def _report_failure(run: Run, message: str, *, final: bool) -> None:
     else:
         outcome = Outcome(f"⚠️ A step failed and I will retry shortly: {message}")
     try:
-        await run.status.show(report.finished(run.status.link, outcome, run.figures))
+        await run.status.finish(outcome, run.figures)
     except GitHubException as exc:
         log.warning("cannot update the status comment: %s", exc)
 
@@ -341,10 +371,10 @@ async def _existing_branch(mirror: Mirror, prefix: str, number: int) -> str | No
 
 
 async def _exclude_untracked(workspace: Workspace) -> None:
-    out = await git("ls-files", "--others", "--exclude-standard", "--directory", cwd=workspace.path)
+    out = await workspace.git("ls-files", "--others", "--exclude-standard", "--directory")
     paths = [line for line in out.splitlines() if line]
     if paths:
-        exclude = workspace.path / ".git" / "info" / "exclude"
+        exclude = workspace.git_dir / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
         with exclude.open("a") as handle:
             handle.write("".join(f"/{path}\n" for path in paths))

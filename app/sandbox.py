@@ -1,8 +1,9 @@
 """Where the model's commands run: bubblewrap, or (only when asked for explicitly) nothing at all.
 
-The sandbox sees the system read-only, the repository read-write (its `.git` read-only, so nothing
-planted there runs later outside the sandbox), a private `/tmp` and `$HOME`, no network, its own PID
-namespace, and an environment rebuilt from a short allow-list. It dies with Honk.
+The sandbox sees the system's programs read-only and of `/etc` only what programs need (no shadow files,
+no host config), the repository read-write (its `.git` and the job's git directory read-only), a private
+`/tmp` and `$HOME`, no network, its own PID namespace, and an environment rebuilt from a short allow-list.
+It dies with Honk, and `end()` ends it (every process in its namespace) before Honk touches the tree.
 
 Two ways in:
 - `Sandbox.run(command, timeout)`: one fresh process per command, for Honk's own setup/test commands.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import glob
 import logging
 import os
 import secrets
@@ -25,6 +27,8 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from app.egress import PROXY_PORT, SOCKET_IN_SANDBOX, EgressProxy, EgressUnavailable, require_socat, sandbox_env, wrap
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -58,10 +62,17 @@ INHERITED_ENV = ("LANG", "LC_ALL", "TZ")
 
 # System paths mounted read-only when present. Honk's working directory, its data directory, /opt,
 # /srv, /root and /home are deliberately absent: they may hold the App key, `.env` and the database.
-SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-# Inside /etc, files that are nobody's business in a sandbox.
-MASKED_PATHS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh",
-                "/etc/ssl/private", "/etc/security/opasswd", "/etc/sudoers", "/etc/sudoers.d")
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Of /etc, only what programs need: users and name lookup, the dynamic linker, CA certificates, the
+# alternatives links behind /usr/bin/java and friends, the time zone, and the config that Debian's JDK,
+# Maven and Python keep there. Everything else (shadow files, ssh keys, the host's services) stays out.
+ETC_PATHS = ("passwd", "group", "hosts", "nsswitch.conf", "host.conf", "gai.conf", "ld.so.cache", "ld.so.conf",
+             "ld.so.conf.d", "ssl/certs", "ssl/openssl.cnf", "ca-certificates", "ca-certificates.conf", "pki/tls/certs",
+             "pki/ca-trust/extracted", "alternatives", "localtime", "timezone", "mime.types", "protocols", "services",
+             "os-release", "debian_version", "java-*", "maven", "python3*")
+# Only for setup, which may install from package registries: the installers' own config (name resolution is
+# the egress proxy's: inside, there is no name server to ask).
+SETUP_ETC_PATHS = ("pip.conf", "npmrc")
 
 
 class SandboxError(RuntimeError):
@@ -82,14 +93,29 @@ class Sandbox:
 
     def __init__(self, root: Path, settings: Settings | None = None, *, mode: SandboxMode | None = None,
                  command_timeout: float | None = None, max_output: int = DEFAULT_MAX_OUTPUT,
-                 protect_git: bool = True, network: bool = False) -> None:
+                 protect_git: bool = True, git_dir: Path | None = None,
+                 network: EgressProxy | Literal[False] | None = None) -> None:
         self.root = Path(root).resolve()
-        # Only Honk's own setup step, run on the untouched checkout before the model acts, gets the network.
-        self.network = network
+        # Only Honk's own setup step, run on the untouched checkout before the model acts, gets a network, and
+        # only the filtered one of an EgressProxy (app.egress): the host's own is never shared.
+        if network is not None and network is not False and not isinstance(network, EgressProxy):
+            raise TypeError("Sandbox(network=...) takes an EgressProxy (app.egress), or None for no network; "
+                            "the host's network is never shared")
+        self.network: EgressProxy | None = network or None
         self.mode: SandboxMode = mode or (settings.honk_sandbox if settings is not None else "bwrap")
+        if self.network is not None and self.mode == "bwrap":
+            try:
+                require_socat()  # the bridge to the proxy inside the sandbox; say so now, not mid-setup
+            except EgressUnavailable as exc:
+                raise SandboxError(str(exc)) from exc
+        if self.network is not None and self.mode == "none" and self.network.tcp_port is None:
+            raise ValueError("HONK_SANDBOX=none has no sandbox to bridge into: start the EgressProxy with tcp=True "
+                             "(EgressProxy.for_settings does)")
         self.command_timeout = command_timeout or (settings.honk_command_timeout if settings else 120.0)
         self.max_output = max_output
         self.protect_git = protect_git
+        # A job's git directory lives outside the tree; git inside the sandbox reads it, nothing writes it.
+        self.git_dir = Path(git_dir).resolve() if git_dir is not None else None
         self.hidden = _honk_paths(settings)
         self.home = SANDBOX_HOME
         if self.mode == "none":
@@ -118,32 +144,46 @@ class Sandbox:
         """The full argv that runs `command` inside the sandbox at the repository root."""
         if self.mode == "none":
             return command
-        args = ["bwrap", "--unshare-all", *(["--share-net"] if self.network else []), "--die-with-parent",
+        # Always a network namespace of its own (--unshare-all), with only `lo`. With an EgressProxy, its socket
+        # is the one way out: bound in under /run, bridged to 127.0.0.1:PROXY_PORT by `wrap` below.
+        egress = (["--dir", os.path.dirname(SOCKET_IN_SANDBOX), "--bind", str(self.network.socket_path),
+                   SOCKET_IN_SANDBOX] if self.network is not None else [])
+        args = ["bwrap", "--unshare-all", "--die-with-parent",
                 "--new-session", "--clearenv",
                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run",
-                "--tmpfs", "/home", "--dir", SANDBOX_HOME]
-        for path in SYSTEM_PATHS:
+                *egress, "--tmpfs", "/home", "--dir", SANDBOX_HOME]
+        etc = [*ETC_PATHS, *(SETUP_ETC_PATHS if self.network else ())]
+        for path in [*SYSTEM_PATHS, *sorted({p for name in etc for p in glob.glob(f"/etc/{name}")})]:
             if os.path.islink(path):
                 args += ["--symlink", os.readlink(path), path]
-            elif os.path.isdir(path):
+            elif os.path.exists(path):
                 args += ["--ro-bind", path, path]
-        for path in [*MASKED_PATHS, *self.hidden]:
+        for path in self.hidden:
             if os.path.isdir(path) and not os.path.islink(path):
                 args += ["--tmpfs", path]
             elif os.path.exists(path):
                 args += ["--ro-bind", "/dev/null", path]
         root = str(self.root)
         args += ["--bind", root, root]
-        if self.protect_git and (self.root / ".git").exists():
+        if self.protect_git and os.path.lexists(f"{root}/.git"):
             args += ["--ro-bind", f"{root}/.git", f"{root}/.git"]
+        if self.git_dir is not None and self.git_dir.is_dir():
+            args += ["--ro-bind", str(self.git_dir), str(self.git_dir)]
         for key, value in self.env().items():
             args += ["--setenv", key, value]
-        args += ["--chdir", root, "--", *command]
+        args += ["--chdir", root, "--", *(wrap(command) if self.network is not None else command)]
         return args
 
     def env(self) -> dict[str, str]:
         env = dict(BASE_ENV, HOME=self.home)
         env.update({k: os.environ[k] for k in INHERITED_ENV if os.environ.get(k)})
+        if self.network is not None:
+            # In bwrap the proxy is the only way out and these variables say where it is. With HONK_SANDBOX=none
+            # nothing can filter the network: tools that honour them still go through the filter (to its
+            # loopback port, `tcp_port`), but any program can ignore them and connect wherever it likes.
+            port = PROXY_PORT if self.mode == "bwrap" else self.network.tcp_port
+            assert port is not None  # checked in __init__
+            env.update(sandbox_env(port))
         return env
 
     async def _spawn(self, command: list[str], stdin: int | None) -> asyncio.subprocess.Process:
@@ -182,7 +222,9 @@ class Sandbox:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
             else:
+                namespaces = _namespaces_below(pid)
                 await _gone(_signal_tree(pid))
+                await _namespaces_gone(namespaces)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(collector.closed.wait(), 2.0)
             transport.close()
@@ -396,6 +438,41 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _pid_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _namespaces_below(pid: int) -> set[str]:
+    """The PID namespaces of `pid`'s descendants other than Honk's own: a bwrap sandbox has one."""
+    own = _pid_namespace(os.getpid())
+    return {ns for p in _descendants(pid) if (ns := _pid_namespace(p)) is not None and ns != own}
+
+
+def namespace_members(namespaces: set[str]) -> list[int]:
+    """Every live (not zombie) process in these PID namespaces, found through /proc."""
+    if not namespaces:
+        return []
+    return [int(entry) for entry in os.listdir("/proc")
+            if entry.isdigit() and _pid_namespace(int(entry)) in namespaces and _running(int(entry))]
+
+
+async def _namespaces_gone(namespaces: set[str], limit: float = 5.0) -> None:
+    """Wait until the sandbox's PID namespace is empty. The kernel kills every member once its first
+    process dies; a straggler that was still being forked is killed here too, and anything that survives
+    that is an error: Honk must not read the tree while sandboxed code still runs."""
+    deadline = time.monotonic() + limit
+    while members := namespace_members(namespaces):
+        if time.monotonic() > deadline:
+            raise SandboxError(f"processes {members[:10]} of a finished sandbox are still running")
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.01)
+
+
 def _become_subreaper() -> None:
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -433,9 +510,12 @@ def _running(pid: int) -> bool:
 
 
 async def _kill_tree(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the process, its group and every descendant; with bwrap the PID namespace goes too."""
+    """SIGKILL the process, its group and every descendant; with bwrap the PID namespace goes too, and this
+    returns only once no process is left in it (SandboxError if one outlives every attempt)."""
+    namespaces = _namespaces_below(proc.pid) if proc.returncode is None else set()
     if proc.returncode is None:
         await _gone(_signal_tree(proc.pid))
+    await _namespaces_gone(namespaces)
     if proc.stdin is not None:
         with contextlib.suppress(Exception):
             proc.stdin.close()

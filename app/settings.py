@@ -13,6 +13,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.egress import DEFAULT_ALLOWED_HOSTS, parse_allowlist
+
+MIN_DASHBOARD_TOKEN_LENGTH = 24  # characters of HONK_DASHBOARD_TOKEN; token_urlsafe(32) gives 43
+
 
 class SettingsError(Exception):
     """A missing or malformed setting, worded for the operator: one line, naming the variable."""
@@ -46,6 +50,9 @@ class Settings(BaseSettings):
 
     # Sandbox for the model's commands
     honk_sandbox: Literal["bwrap", "none"] = "bwrap"
+    # Hosts the repository's setup commands may reach, beyond the package registries (app.egress): host
+    # names or *.domain patterns, comma- or space-separated. Only the operator sets this, never honk.yml.
+    honk_setup_allowed_hosts: str = ""
 
     # Worker and queue
     honk_worker_concurrency: int = Field(2, ge=1, le=64)
@@ -90,6 +97,20 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value.strip()
 
+    @field_validator("honk_dashboard_token", mode="before")
+    @classmethod
+    def _dashboard_token_long_enough(cls, value: object) -> object:
+        # The token guards transcripts and code from the network: too short and it can be guessed. An empty
+        # value is no token (the loopback-only rule applies), as for a blank line in .env. The error never
+        # shows the value (_describe leaves out the values of secrets).
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text:
+            return None
+        if isinstance(text, str) and len(text) < MIN_DASHBOARD_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_DASHBOARD_TOKEN_LENGTH} characters long; make one with: "
+                             f"python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+        return value
+
     @field_validator("github_api_url", "honk_public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -98,6 +119,12 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("honk_setup_allowed_hosts")
+    @classmethod
+    def _setup_allowed_hosts(cls, value: str) -> str:
+        parse_allowlist(value)  # raises ValueError naming HONK_SETUP_ALLOWED_HOSTS
+        return value
 
     @field_validator("honk_database_url")
     @classmethod
@@ -128,10 +155,23 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.honk_data_dir / 'honk.db').resolve()}"
 
     @property
+    def setup_allowed_hosts(self) -> tuple[str, ...]:
+        """Every host name or *.domain pattern the setup step may reach: the registries, then the operator's."""
+        return tuple(dict.fromkeys([*DEFAULT_ALLOWED_HOSTS, *parse_allowlist(self.honk_setup_allowed_hosts)]))
+
+    @property
     def webhook_secret(self) -> bytes | None:
         if self.github_webhook_secret is None:
             return None
         return self.github_webhook_secret.get_secret_value().encode() or None
+
+    def prepare_data_dir(self) -> Path:
+        """Create HONK_DATA_DIR (mirrors, workspaces, the SQLite database) for Honk's user alone: mode 0700, also
+        when it already existed with a looser mode."""
+        path = self.honk_data_dir.expanduser()
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)
+        return path
 
     def missing_github(self) -> list[str]:
         """The variables Honk still needs before it can act on GitHub."""
@@ -159,15 +199,18 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError(_describe(exc)) from None
 
 
+_SECRETS = {"GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET", "ANTHROPIC_API_KEY", "HONK_DASHBOARD_TOKEN"}  # never shown
+
+
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
         message = str(error["msg"]).removeprefix("Value error, ")
-        if message.startswith(tuple(f"{n}:" for n in ("GITHUB", "HONK"))):
+        if message.startswith(("GITHUB_", "HONK_")):
             problems.append(message)  # already names its variable
             continue
         value = error.get("input")
-        shown = f" (got {value!r})" if isinstance(value, str | int | float) and name != "GITHUB_PRIVATE_KEY" else ""
+        shown = f" (got {value!r})" if isinstance(value, str | int | float) and name not in _SECRETS else ""
         problems.append(f"{name}: {message}{shown}")
     return "invalid setting: " + "; ".join(problems)

@@ -6,14 +6,24 @@ browser back to `/setup/callback` with a one-hour code and the `state` Honk issu
 the App's credentials (`POST /app-manifests/{code}/conversions`), writes them to `.env` (mode 0600), reloads its
 settings and links to the App's installation page.
 
-The page is safe on a public address because it only exists while no App is configured (every `/setup*`
-route answers 404 afterwards, so nobody can register over a running App) and the callback only accepts a
-state this process issued, once, within the hour.
+Only whoever runs Honk may register its App (whoever does holds the App's key and webhook secret, so could
+send Honk forged work). The setup page and the callback answer a browser on the machine itself (a loopback
+peer, not relayed by a proxy, whose `Host` names loopback), or anyone who gives the setup code that
+`honk serve`/`honk web` write to their log at start ("First-run setup: open http://HOST:PORT/setup?setup_code=…",
+the way Jenkins guards its first run). A right code sets an HttpOnly, SameSite=Lax cookie, so that the browser's
+return from GitHub to the callback (a top-level navigation, which Lax lets the cookie ride) is accepted too.
+The parameter is `setup_code`, not `code`: GitHub's callback carries its own `code`.
+
+Beyond that the page only exists while no App is configured (every `/setup*` route answers 404 afterwards, so
+nobody can register over a running App) and the callback only accepts a state this process issued, once,
+within the hour.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import html
 import ipaddress
 import json
@@ -32,7 +42,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import yaml
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.settings import Settings, SettingsError, load_settings
@@ -45,6 +55,9 @@ WEBHOOK_PATH = "/api/github/webhooks"
 CALLBACK_PATH = "/setup/callback"
 STATE_TTL_SECONDS = 3600.0  # GitHub's manifest code lives an hour; a state need not outlive it
 MAX_PENDING_STATES = 1000  # the page is public until configured: page views must not grow memory without end
+SETUP_CODE_PARAM = "setup_code"  # never `code`: GitHub's callback has a `code` of its own
+SETUP_COOKIE = "honk_setup"
+SETUP_COOKIE_SECONDS = 24 * 3600  # longer than a state lives, so a registration started in time can finish
 _ORGANIZATION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _CODE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
@@ -215,13 +228,80 @@ def setup_available(request: Request) -> None:
         raise HTTPException(404, "Not Found")
 
 
+def setup_url(base_url: str, code: str) -> str:
+    """The address the log gives the operator: the setup page, with the code that opens it from anywhere."""
+    return f"{base_url.rstrip('/')}/setup?{SETUP_CODE_PARAM}={quote(code, safe='')}"
+
+
+def code_matches(given: str, code: str) -> bool:
+    # Digests, so that the comparison's time depends on neither the code nor the guess's length.
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(code.encode()).digest())
+
+
+def _cookie_value(code: str) -> str:
+    """What the setup cookie holds: derived from the code, not the code itself (which stays in the log)."""
+    return hmac.new(code.encode(), b"honk-setup-cookie", hashlib.sha256).hexdigest()
+
+
+def setup_grant(request: Request) -> str | None:
+    """How this request may use the setup pages: "local" (a browser on this machine), "cookie" (it gave the
+    setup code earlier), "code" (it gives it now: set the cookie), or None."""
+    from app.web import client_is_loopback, host_names_loopback  # app/web.py imports this module
+
+    honk: HonkState = request.app.state.honk
+    given = request.query_params.get(SETUP_CODE_PARAM)
+    if given is not None and code_matches(given, honk.setup_code):
+        return "code"
+    cookie = request.cookies.get(SETUP_COOKIE)
+    if cookie is not None and hmac.compare_digest(cookie.encode(), _cookie_value(honk.setup_code).encode()):
+        return "cookie"
+    if client_is_loopback(request) and host_names_loopback(request.headers.get("host")):
+        return "local"
+    return None
+
+
+def setup_refusal(request: Request) -> HTMLResponse:
+    from app.web import loopback_url
+
+    wrong = request.query_params.get(SETUP_CODE_PARAM) is not None
+    first = ("That setup code is not this Honk's (every start makes a new one)." if wrong else
+             "Only whoever runs this Honk may register its GitHub App, so this page asks for the setup code.")
+    message = (f"{first} Open the address that honk serve (or honk web) wrote to its log when it started, on "
+               f"the line “First-run setup: open …/setup?{SETUP_CODE_PARAM}=…”, or open "
+               f"{loopback_url(request)} in a browser on the machine Honk runs on.")
+    return _page("Honk: setup", f"<p class='error'>{_e(message)}</p>", status=403, private=True)
+
+
+def remember_setup_code(request: Request, response: Response) -> None:
+    """After a right setup code: the cookie that lets this browser back in, GitHub's redirect included.
+    SameSite=Lax, not Strict: the return from GitHub is a cross-site navigation and must carry it."""
+    honk: HonkState = request.app.state.honk
+    response.set_cookie(SETUP_COOKIE, _cookie_value(honk.setup_code), max_age=SETUP_COOKIE_SECONDS, path="/",
+                        httponly=True, samesite="lax", secure=request.url.scheme == "https")
+
+
+def guarded_setup_page(request: Request, public_url: str | None = None,
+                       organization: str | None = None) -> HTMLResponse:
+    """The setup page for those allowed to register the App (see the module's docstring); 403 for others."""
+    grant = setup_grant(request)
+    if grant is None:
+        return setup_refusal(request)
+    response = setup_page(request, public_url, organization)
+    if grant == "code":
+        remember_setup_code(request, response)
+    return response
+
+
 @router.get("/setup", response_class=HTMLResponse, dependencies=[Depends(setup_available)])
 async def setup(request: Request, public_url: str | None = None, organization: str | None = None) -> HTMLResponse:
-    return setup_page(request, public_url, organization)
+    return guarded_setup_page(request, public_url, organization)
 
 
 def setup_page(request: Request, public_url: str | None = None, organization: str | None = None) -> HTMLResponse:
-    """The page `/` shows while no App is configured: what is missing, and the button that registers one."""
+    """The page `/` shows while no App is configured: what is missing, and the button that registers one.
+    Unguarded: callers check `setup_grant` first (guarded_setup_page)."""
+    from app.web import host_names_loopback, origin_of
+
     honk: HonkState = request.app.state.honk
     settings = honk.settings
     default_url = honk.public_url or settings.honk_public_url or str(request.base_url).rstrip("/")
@@ -249,6 +329,16 @@ def setup_page(request: Request, public_url: str | None = None, organization: st
     if _is_local(url) and urlsplit(web_root(settings.github_api_url)).hostname == "github.com":
         unreachable = (f"<p class='warn'>GitHub cannot deliver webhooks to <code>{_e(url)}</code>: give an address "
                        f"it can reach (a tunnel, or <code>honk serve --public-url</code>).</p>")
+    elsewhere = ""
+    here = origin_of(f"{request.url.scheme}://{request.headers.get('host', '')}")
+    if origin_of(url) != here and not host_names_loopback(urlsplit(url).netloc):
+        # GitHub sends the browser back to the public address, where it holds no setup cookie yet (and is no
+        # longer "on this machine" to Honk): say so before the round trip, not after it.
+        again = (setup_url(url, honk.setup_code) + (f"&public_url={quote(url, safe='')}" if public_url else "")
+                 + (f"&organization={quote(org)}" if org else ""))
+        elsewhere = (f"<p class='warn'>GitHub will send you back to <code>{_e(url + CALLBACK_PATH)}</code>, "
+                     f"another address than this page's. Register from <a href=\"{_e(again)}\">this page at that "
+                     f"address</a> instead, so that Honk knows you there.</p>")
     body = f"""
 <p><strong>Honk has no GitHub App yet.</strong> Missing:</p><ul>{missing}</ul>
 <p>Register one on GitHub from Honk's manifest (<code>app.yml</code>): GitHub creates the App, sends you back
@@ -263,6 +353,7 @@ here, and Honk writes its credentials to <code>.env</code>. Or set the variables
     <input id="organization" name="organization" form="address" size="40" value="{_e(org or '')}"></label></p>
   <noscript><p><button type="submit" form="address">Use this address</button></p></noscript>
   {unreachable}
+  {elsewhere}
   <p><button type="submit">Register a GitHub App</button></p>
 </form>
 <details><summary>The manifest sent to <code>{_e(web_root(settings.github_api_url))}</code></summary>
@@ -289,13 +380,18 @@ here, and Honk writes its credentials to <code>.env</code>. Or set the variables
   }});
 }})();
 </script>"""
-    return _page("Honk: register a GitHub App", body, status=400 if problems else 200)
+    page = _page("Honk: register a GitHub App", body, status=400 if problems else 200)
+    # The address may hold the setup code: GitHub, where the form posts, gets only Honk's origin.
+    page.headers["Referrer-Policy"] = "strict-origin"
+    return page
 
 
 @router.get(CALLBACK_PATH, response_class=HTMLResponse, dependencies=[Depends(setup_available)])
 async def callback(request: Request, code: str = "", state: str = "") -> HTMLResponse:
     """GitHub's redirect after the App was created: trade the code for its credentials, keep them, reload."""
     honk: HonkState = request.app.state.honk
+    if setup_grant(request) is None:  # before the state is taken: a refused request must not use it up
+        return setup_refusal(request)
     if not state or not pending_states(request).take(state):
         return _failure("This setup link is unknown or has expired (links work once, for an hour, and only on "
                         "the Honk that made them).", status=400)

@@ -1,18 +1,28 @@
 """The HTTP face (CONTRACT section 2): webhooks, health, the status page and job JSON (the job pages are
-app/pages.py, behind the same access rule)."""
+app/pages.py, behind the same access rule).
+
+The dashboard rule, in one place (`dashboard_refusal`), for every page and JSON that shows jobs:
+- with HONK_DASHBOARD_TOKEN set, a bearer token or the login form's session cookie, else 401;
+- without it, only while every socket Honk bound is loopback (learnt from the sockets themselves once uvicorn
+  has bound them: `--host ""` or a hostname may mean every interface), and only for requests whose `Host`
+  names loopback, so that a web page cannot reach the dashboard by rebinding its own DNS name to 127.0.0.1.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import ipaddress
+import re
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from html import escape
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app import setup_flow, webhooks
@@ -29,14 +39,24 @@ def create_app(state: HonkState) -> FastAPI:
     app.include_router(setup_flow.router)
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        # With a dashboard token the figures (repositories, requesters, spend) need it too; Prometheus sends it
+        # as a bearer token (`authorization: {credentials: ...}` in its scrape config). Without one, /metrics
+        # stays open as the CONTRACT has it.
+        token = state.settings.honk_dashboard_token
+        if token is not None and not has_token(request, token.get_secret_value()):
+            return PlainTextResponse("/metrics needs the dashboard token: send Authorization: Bearer "
+                                     "<HONK_DASHBOARD_TOKEN>\n", status_code=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
         # Rendering queries the database: off the event loop, so webhooks keep answering meanwhile.
         body = await run_in_threadpool(app.state.metrics.render)
         return Response(body, media_type=CONTENT_TYPE)
 
     # Imported here because app/pages.py builds on this module (the access rule, serialise_job).
+    from app.pages import LoginThrottle
     from app.pages import router as pages_router
     app.include_router(pages_router)
+    app.state.login_throttle = LoginThrottle()  # failed sign-ins per client, for this app
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -49,7 +69,7 @@ def create_app(state: HonkState) -> FastAPI:
     async def home(request: Request) -> HTMLResponse:
         missing = state.settings.missing_github()
         if missing:  # first run: offer to register the App (the page never shows once one is configured)
-            return setup_flow.setup_page(request)
+            return setup_flow.guarded_setup_page(request)
         depth = await run_in_threadpool(_depth_or_none, state)
         rows = "".join(f"<li>{escape(name)}</li>" for name in missing)
         config = (f"<p><strong>Honk cannot act on GitHub yet.</strong> Set these variables (in the environment "
@@ -89,15 +109,148 @@ def dashboard_refusal(request: Request) -> HTTPException | None:
     state: HonkState = request.app.state.honk
     token = state.settings.honk_dashboard_token
     if token is None:
-        if _is_loopback(state.listen_host):
-            return None
-        return HTTPException(403, "job pages are off while Honk listens beyond loopback; set "
-                                  "HONK_DASHBOARD_TOKEN to turn them on")
-    secret = token.get_secret_value()
-    if bearer_matches(request, secret) or session_valid(request.cookies.get(SESSION_COOKIE), secret):
+        if not listens_on_loopback(state):
+            return HTTPException(403, "job pages are off while Honk listens beyond loopback; set "
+                                      "HONK_DASHBOARD_TOKEN to turn them on")
+        if not host_names_loopback(request.headers.get("host")):
+            # DNS rebinding: a page on attacker.example whose name now resolves to 127.0.0.1 reaches a
+            # loopback-only Honk from the victim's browser, but its requests still say `Host: attacker.example`.
+            return HTTPException(403, "without HONK_DASHBOARD_TOKEN the job pages answer only requests addressed "
+                                      "to this machine by a loopback name (localhost, 127.0.0.1 or [::1]), not "
+                                      f"{_shown(request.headers.get('host'))}: open "
+                                      f"{loopback_url(request)}, or set HONK_DASHBOARD_TOKEN")
+        return None
+    if has_token(request, token.get_secret_value()):
         return None
     return HTTPException(401, "this page needs the dashboard token (Authorization: Bearer <token>)",
                          headers={"WWW-Authenticate": "Bearer"})
+
+
+def has_token(request: Request, token: str) -> bool:
+    """The dashboard token as a bearer token, or a valid session cookie from the login form."""
+    return bearer_matches(request, token) or session_valid(request.cookies.get(SESSION_COOKIE), token)
+
+
+# Where Honk listens, and what a request says about it
+
+_LOOPBACK_HOST = re.compile(r"(?:localhost|(?P<v4>127\.\d{1,3}\.\d{1,3}\.\d{1,3})|\[::1\])(?::\d{1,5})?",
+                            re.IGNORECASE)
+
+
+def host_names_loopback(host: str | None) -> bool:
+    """Whether a `Host` header names loopback: `localhost`, `127.x.y.z` or `[::1]`, each with an optional port.
+    Nothing else, not even a name that resolves to 127.0.0.1: that is what DNS rebinding relies on."""
+    match = _LOOPBACK_HOST.fullmatch((host or "").strip())
+    if match is None:
+        return False
+    return match["v4"] is None or all(int(part) <= 255 for part in match["v4"].split("."))
+
+
+def is_loopback_name(host: str) -> bool:
+    """Whether `--host` certainly means loopback without looking at what was bound: a loopback IP literal or
+    `localhost`. "" (every interface, to uvicorn and asyncio) and other names are not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def sockets_are_loopback(addresses: Iterable[Any]) -> bool:
+    """Whether every bound address (as `socket.getsockname()` gives it) is loopback; False for none at all.
+    A Unix socket's path is not: who may connect to it is the file system's business, not ours."""
+    seen = False
+    for address in addresses:
+        host = address[0] if isinstance(address, tuple) and address else None
+        if not isinstance(host, str):
+            return False
+        try:
+            if not ipaddress.ip_address(host.split("%", 1)[0]).is_loopback:  # "fe80::1%eth0": drop the zone
+                return False
+        except ValueError:
+            return False
+        seen = True
+    return seen
+
+
+def listens_on_loopback(state: HonkState) -> bool:
+    """What the server actually bound, once it has said (app/cli.py); before that, the `--host` text, read
+    strictly: "" and hostnames count as beyond loopback."""
+    if state.bound_loopback is not None:
+        return state.bound_loopback
+    return is_loopback_name(state.listen_host)
+
+
+def client_is_loopback(request: Request) -> bool:
+    """A request from this machine, not relayed: the peer is a loopback address and no proxy header says the
+    request came from elsewhere. (uvicorn already replaces the peer with X-Forwarded-For's client when the
+    peer is a trusted local proxy; a proxy that sends only `Forwarded` or `X-Real-IP` is caught here.)"""
+    if any(name in request.headers for name in ("forwarded", "x-forwarded-for", "x-real-ip")):
+        return False
+    peer = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(peer.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_url(request: Request) -> str:
+    """This request's path on loopback, at the port it came in on: the address the loopback-only rules want.
+    The local address the connection used when that is loopback (so [::1] for an IPv6-only Honk), else
+    127.0.0.1."""
+    server = request.scope.get("server")
+    local, port = (server[0], server[1]) if isinstance(server, tuple | list) and len(server) > 1 else ("", None)
+    try:
+        address = ipaddress.ip_address(str(local).split("%", 1)[0])
+        host = (f"[{address}]" if address.version == 6 else str(address)) if address.is_loopback else "127.0.0.1"
+    except ValueError:
+        host = "127.0.0.1"
+    return f"http://{host}" + (f":{port}" if port else "") + request.url.path
+
+
+def origin_of(url: str | None) -> str | None:
+    """`scheme://host[:port]` of an http(s) URL, lower-cased and without a default port, as browsers send
+    `Origin`; None for anything else (including the opaque origin `null`)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host or any(c in host for c in "/\\@ "):
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def cross_origin_refusal(request: Request) -> str | None:
+    """Why a state-changing form post is refused as coming from another site (CSRF), or None. The browser's
+    `Origin` (else `Referer`) must be Honk's own origin as the browser addressed it (scheme and `Host`), or
+    HONK_PUBLIC_URL's. A request with neither header (curl, scripts) is no browser acting for someone else."""
+    claimed = request.headers.get("origin")
+    header = "Origin"
+    if claimed is None:
+        claimed, header = request.headers.get("referer"), "Referer"
+        if claimed is None:
+            return None
+    state: HonkState = request.app.state.honk
+    allowed = {origin_of(f"{request.url.scheme}://{request.headers.get('host', '')}"),
+               origin_of(state.settings.honk_public_url), origin_of(state.public_url)} - {None}
+    if origin_of(claimed) in allowed:
+        return None
+    return f"this form was sent from another site ({header}: {_shown(claimed)}); use Honk's own pages"
+
+
+def _shown(value: str | None, limit: int = 100) -> str:
+    """Untrusted header text, quoted and cut short, for an error message."""
+    if value is None:
+        return "none"
+    return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
 def bearer_matches(request: Request, token: str) -> bool:
@@ -194,11 +347,3 @@ def _depth_or_none(state: HonkState) -> dict[str, int] | None:
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
 
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

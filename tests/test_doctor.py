@@ -91,11 +91,11 @@ def test_all_good_passes_every_check(good_env: dict[str, str], anthropic_api: Fa
                                      run_doctor: Callable[[dict[str, str]], tuple[int, list[str]]]) -> None:
     code, lines = run_doctor(good_env)
     assert code == 0, "\n".join(lines)
-    for name in ("settings", "GitHub App", "webhook secret", "database", "migrations", "sandbox", "git",
-                 "disk space", "Anthropic API"):
+    for name in ("settings", "GitHub App", "webhook secret", "database", "migrations", "sandbox", "setup network",
+                 "git", "disk space", "Anthropic API"):
         assert line(lines, name).startswith("✓ "), line(lines, name)
     assert "honk-test" in line(lines, "GitHub App")  # the App's slug, from GET /app
-    assert lines[-1].startswith("All 9 checks passed")
+    assert lines[-1].startswith("All 10 checks passed")
     # One token, and no sampling parameters.
     assert anthropic_api.bodies == [{"model": "claude-opus-5-5", "max_tokens": 1,
                                      "messages": [{"role": "user", "content": "ping"}]}]
@@ -115,7 +115,7 @@ def test_no_webhook_secret_fails(good_env: dict[str, str],
     code, lines = run_doctor({**good_env, "GITHUB_WEBHOOK_SECRET": ""})
     assert code == 1
     assert "set GITHUB_WEBHOOK_SECRET" in failing(lines, "webhook secret")
-    assert lines[-1].startswith("1 of 9 checks failed: webhook secret")
+    assert lines[-1].startswith("1 of 10 checks failed: webhook secret")
 
 
 def test_unreachable_anthropic_api_fails(good_env: dict[str, str],
@@ -176,7 +176,7 @@ def doctor_process(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedP
 def test_honk_doctor_as_a_command(tmp_path: Path, good_env: dict[str, str], anthropic_api: FakeMessagesAPI) -> None:
     good = doctor_process(tmp_path, good_env)
     assert good.returncode == 0, good.stdout + good.stderr
-    assert good.stdout.count("✓ ") == 9 and "Traceback" not in good.stderr
+    assert good.stdout.count("✓ ") == 10 and "Traceback" not in good.stderr
 
     bad = doctor_process(tmp_path, {**good_env, "GITHUB_WEBHOOK_SECRET": "",
                                     "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{free_port()}"})

@@ -366,3 +366,22 @@ def test_key_material_must_follow_the_header_in_the_same_file() -> None:
     split = (f"diff --git a/n.txt b/n.txt\n--- a/n.txt\n+++ b/n.txt\n@@ -1,0 +1,1 @@\n+-----BEGIN PRIVATE KEY-----\n"
              f"@@ -50,0 +51,1 @@\n+{PEM_BODY[1]}\n")
     assert secrets_in(split) == []
+
+
+def test_nested_repositories_and_symlinks_leading_outside_are_refused(repo: Path, tmp_path: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD").strip()
+    nested = repo / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q")
+    (nested / "x").write_text("x")
+    git(nested, "add", "x")
+    git(nested, "commit", "-q", "-m", "nested")
+    (repo / "src" / "etc").symlink_to("/etc/passwd")
+    (repo / "src" / "up").symlink_to("../../outside")
+    (repo / "src" / "sibling").symlink_to("../LICENSE")  # stays inside: fine
+    (repo / "src" / "here").symlink_to("./app.py")
+    git(repo, "add", "-A")
+    refusals = check_change(repo, base, RepoConfig())
+    assert sorted((r.kind, r.path) for r in refusals) == [
+        ("nested_repository", "vendor/lib"), ("symlink", "src/etc"), ("symlink", "src/up")]
+    assert "/etc/passwd" in next(r.message for r in refusals if r.path == "src/etc")

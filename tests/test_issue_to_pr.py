@@ -9,6 +9,7 @@ import signal
 import string
 
 import pytest
+import yaml
 
 from tests.e2e import FIX, REPO, World, serve
 from tests.fakes.messages_api import bash, edit, end, reply
@@ -191,3 +192,32 @@ def test_mentioning_the_apps_own_slug_asks_honk_too(world: World) -> None:
         REPO, issue, f"@{world.github.slug} fix this please", "alice"))
     assert answer.status_code == 202, answer.text
     assert world.finished(answer.json()["job"])["result"]["outcome"] == "pull_request"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("socat") is None,
+                    reason="curl and socat are needed for the setup-network test (.ci/run installs them)")
+def test_setup_reaches_nothing_but_the_allowlist_and_the_status_comment_says_what_was_blocked(world: World) -> None:
+    """A writer's honk.yml setup tries Honk's own port (directly and through the proxy), a metadata address
+    and an off-list host: none answers, the job goes on, and the status comment names what was blocked."""
+    port = world.url.rsplit(":", 1)[1]
+    setup = [f"curl -s -m 5 --noproxy '*' http://127.0.0.1:{port}/metrics > direct.txt; echo direct=$? >> setup.log",
+             f"curl -s -m 5 -o proxied.txt -w '%{{http_code}}\\n' http://127.0.0.1:{port}/metrics >> setup.log",
+             "curl -s -m 5 -o /dev/null -w '%{http_code}\\n' http://169.254.169.254/latest/meta-data/ >> setup.log",
+             "curl -s -m 5 -o /dev/null -w '%{http_code}\\n' https://exfiltrate.example.com/ >> setup.log; true"]
+    world.github.create_repo("acme/gadgets", {"gadget.py": "x = 1\n", ".github/honk.yml": yaml.safe_dump(
+        {"setup": setup, "test": "cat setup.log; ! test -s direct.txt && ! grep -q honk_ proxied.txt"})})
+    serve(world)
+    world.model.script(reply(edit("create", "NOTE.md", file_text="noted\n")), end("Add a note"))
+    issue = world.github.create_issue("acme/gadgets", "Note", "", user="alice")
+    answer = world.github.deliver("issues", world.github.issues_labeled("acme/gadgets", issue, "honk", "alice"))
+    job = world.finished(answer.json()["job"])
+    assert job["status"] == "succeeded", world.logs()
+    verification = job["result"]["verification"]
+    assert verification["status"] == "passed", verification["output"]
+    assert "direct=7" in verification["output"]  # connection refused: the sandbox's loopback is its own
+    [setup_event] = [e["data"] for e in job["events"] if e["kind"] == "verify.setup"]
+    assert {b.split(":")[0].strip("`") for b in setup_event["blocked"]} == {
+        "127.0.0.1", "169.254.169.254", "exfiltrate.example.com"}
+    [status] = [c for c in world.github.comments("acme/gadgets", issue) if c["user"]["login"] == world.github.bot_login]
+    assert "Setup's network filter blocked" in status["body"] and "exfiltrate.example.com" in status["body"]
+    assert "HONK_SETUP_ALLOWED_HOSTS" in status["body"]

@@ -328,3 +328,28 @@ def test_metrics_still_answer_when_the_database_does_not() -> None:
     samples = parse(metrics.render().decode())
     assert value(samples, "honk_database_up") == 0
     assert ("honk_webhook_ack_seconds_count", frozenset()) in samples  # process figures are still there
+
+
+def test_metrics_need_the_dashboard_token_when_one_is_set(make_settings: Callable[..., Settings],
+                                                          tmp_path: Path) -> None:
+    """The figures name repositories and requesters: behind HONK_DASHBOARD_TOKEN like the job pages, as a bearer
+    token (what Prometheus's `authorization:` sends) or the login form's session."""
+    token = "a-scraper-token-of-decent-length"
+    state = HonkState.create(make_settings(honk_database_url=f"sqlite:///{tmp_path / 'm.db'}",
+                                           honk_dashboard_token=token))
+    state.db.migrate()
+    try:
+        with live_server(create_app(state)) as url, httpx.Client(base_url=url, timeout=10) as client:
+            bare = client.get("/metrics")
+            assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
+            assert "dashboard token" in bare.text and "honk_" not in bare.text
+            assert client.get("/metrics", headers={"Authorization": "Bearer not-the-token"}).status_code == 401
+            assert client.get("/metrics", headers={"Authorization": token}).status_code == 401  # no scheme
+            scraped = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+            assert scraped.status_code == 200 and value(parse(scraped.text), "honk_database_up") == 1
+
+            login = client.post("/login", data={"token": token, "next": "/jobs"})
+            assert login.status_code == 303
+            assert client.get("/metrics").status_code == 200  # the browser's session will do too
+    finally:
+        state.db.dispose()

@@ -176,7 +176,11 @@ def test_the_login_form_opens_the_pages_and_a_wrong_token_does_not(browser: Any,
     assert context.cookies() == []
 
     page.fill("#token", TOKEN)
-    page.click("button[type=submit]")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.click("button[type=submit]")
+    # The form's own origin, not `null` (which a Referrer-Policy of no-referrer would make it, and the
+    # cross-site check refuse).
+    assert answer.value.request.header_value("origin") == site.url
     page.wait_for_url(f"{site.url}/jobs/{site.fixed}")  # back where the user was going
     assert page.inner_text("h1").startswith(f"Job #{site.fixed}")
     [cookie] = context.cookies()

@@ -125,11 +125,12 @@ def test_job_json_is_served_on_loopback(one_job: Callable[..., tuple[HonkState, 
 
 
 def test_job_json_needs_the_dashboard_token_when_set(one_job: Callable[..., tuple[HonkState, int]]) -> None:
-    state, job_id = one_job(honk_dashboard_token="open sesame")
+    token = "open sesame, says the scripted client"
+    state, job_id = one_job(honk_dashboard_token=token)
     with live_server(create_app(state)) as url:
         assert httpx.get(f"{url}/api/jobs/{job_id}").status_code == 401
         assert httpx.get(f"{url}/api/jobs/{job_id}", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        ok = httpx.get(f"{url}/api/jobs/{job_id}", headers={"Authorization": "Bearer open sesame"})
+        ok = httpx.get(f"{url}/api/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200 and ok.json()["id"] == job_id
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings, SettingsError, load_settings
+from app.state import HonkState
 from tests.support import app_private_key, honk_env
 
 
@@ -76,11 +78,47 @@ def test_missing_github_settings_are_listed(make_settings: Callable[..., Setting
                                          "GITHUB_WEBHOOK_SECRET"]
 
 
-def test_honk_with_a_bad_setting_prints_one_line_and_exits_2(tmp_path: Path) -> None:
-    env = honk_env(tmp_path, HONK_WORKER_CONCURRENCY="lots")
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("HONK_WORKER_CONCURRENCY", "lots", "HONK_WORKER_CONCURRENCY: Input should be a valid integer, unable to parse "
+                                        "string as an integer (got 'lots')"),
+    ("HONK_DASHBOARD_TOKEN", "letmein", 'HONK_DASHBOARD_TOKEN: must be at least 24 characters long; make one with: '
+                                        'python -c "import secrets; print(secrets.token_urlsafe(32))"'),
+])
+def test_honk_with_a_bad_setting_prints_one_line_and_exits_2(tmp_path: Path, name: str, value: str,
+                                                             message: str) -> None:
+    env = honk_env(tmp_path, **{name: value})
     done = subprocess.run([sys.executable, "-m", "app", "serve", "--port", "0"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "honk: invalid setting: HONK_WORKER_CONCURRENCY: Input should be a valid integer, unable to parse string "
-        "as an integer (got 'lots')"]
+    assert done.stderr.strip().splitlines() == [f"honk: invalid setting: {message}"]
+
+
+def test_a_short_dashboard_token_is_a_settings_error(make_settings: Callable[..., Settings],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HONK_DASHBOARD_TOKEN", "hunter2-hunter2-hunter2")  # 23 characters
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message == ('invalid setting: HONK_DASHBOARD_TOKEN: must be at least 24 characters long; make one with: '
+                       'python -c "import secrets; print(secrets.token_urlsafe(32))"')
+    assert "hunter2" not in message  # never echo a secret, not even a bad one
+
+    monkeypatch.setenv("HONK_DASHBOARD_TOKEN", "hunter2-hunter2-hunter2!")  # 24: long enough
+    token = load_settings().honk_dashboard_token
+    assert token is not None and token.get_secret_value() == "hunter2-hunter2-hunter2!"
+    monkeypatch.setenv("HONK_DASHBOARD_TOKEN", "")  # a blank line in .env: no token, the loopback rule applies
+    assert load_settings().honk_dashboard_token is None
+
+
+def test_the_data_directory_and_database_are_honks_alone(make_settings: Callable[..., Settings],
+                                                         tmp_path: Path) -> None:
+    data = tmp_path / "loose"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    state = HonkState.create(make_settings(honk_data_dir=data))
+    try:
+        state.db.migrate()
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data / "honk.db").stat().st_mode) == 0o600
+    finally:
+        state.db.dispose()

@@ -121,7 +121,7 @@ def honk_app(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator
 
 
 def test_setup_page_posts_the_manifest_to_github(honk_app: Callable[..., tuple[HonkState, str]]) -> None:
-    _, url = honk_app(public_url="https://honk.example.org")
+    state, url = honk_app(public_url="https://honk.example.org")
     page = httpx.get(f"{url}/")
     assert page.status_code == 200 and "GITHUB_APP_ID" in page.text
     action, manifest = registration_form(page.text)
@@ -131,6 +131,10 @@ def test_setup_page_posts_the_manifest_to_github(honk_app: Callable[..., tuple[H
     assert page.headers["cache-control"] == "no-store"
     # Each page view has its own state.
     assert registration_form(httpx.get(f"{url}/setup").text)[0] != action
+    # GitHub will send the browser back to that other address, where it holds no setup cookie: the page says
+    # so before the round trip, with a link that opens the page there.
+    assert "GitHub will send you back to <code>https://honk.example.org/setup/callback</code>" in page.text
+    assert f'href="https://honk.example.org/setup?setup_code={state.setup_code}"' in page.text
 
 
 def test_setup_page_on_ghes_with_an_address_and_organization_from_the_fields(
@@ -181,6 +185,111 @@ def test_github_refusing_the_code_is_a_clear_error(honk_app: Callable[..., tuple
     assert answer.status_code == 502 and "GitHub did not accept the code (HTTP 404" in answer.text
     assert [r.path for r in fake.calls("manifest_conversion")] == ["/app-manifests/0123456789abcdef/conversions"]
     assert not (tmp_path / ".env").exists() and state.settings.missing_github()
+
+
+# ------------------------------------------------------------------------------------------ who may register
+
+
+FAR = {"Host": "honk.example.org"}  # a request that did not address this machine: from elsewhere, or rebound
+
+
+def test_a_visitor_from_elsewhere_needs_the_setup_code(honk_app: Callable[..., tuple[HonkState, str]]) -> None:
+    state, url = honk_app(public_url="https://honk.example.org")
+    with httpx.Client(base_url=url, timeout=10, headers=FAR) as client:
+        for path in ("/", "/setup"):
+            refused = client.get(path)
+            assert refused.status_code == 403, path
+            assert "settings/apps/new" not in refused.text and state.setup_code not in refused.text
+            assert "setup code" in refused.text and "honk serve" in refused.text
+            assert "First-run setup: open …/setup?setup_code=…" in refused.text
+        wrong = client.get("/setup", params={"setup_code": state.setup_code[:-1]})
+        assert wrong.status_code == 403 and "not this Honk" in wrong.text
+        assert client.get("/setup", params={"code": state.setup_code}).status_code == 403  # GitHub's name, not ours
+        assert client.get("/setup/callback", params={"code": "abc", "state": "x"}).status_code == 403
+        assert not client.cookies
+
+        page = client.get("/setup", params={"setup_code": state.setup_code})
+        assert page.status_code == 200 and "Register a GitHub App" in page.text
+        registration_form(page.text)
+        cookie = page.headers["set-cookie"].lower()
+        assert cookie.startswith("honk_setup=") and "httponly" in cookie and "samesite=lax" in cookie
+        assert state.setup_code.lower() not in cookie  # the cookie is not the code
+        assert page.headers["referrer-policy"] == "strict-origin"  # GitHub does not see the code in a Referer
+
+        # The cookie lets this browser back in, GitHub's redirect to the callback included.
+        assert client.get("/").status_code == 200
+        assert client.get("/setup", params={"organization": "acme"}).status_code == 200
+        past_the_guard = client.get("/setup/callback", params={"code": "abc", "state": "forged"})
+        assert past_the_guard.status_code == 400 and "unknown or has expired" in past_the_guard.text
+    with httpx.Client(base_url=url, timeout=10, headers=FAR, cookies={"honk_setup": "forged"}) as other:
+        assert other.get("/setup").status_code == 403
+
+
+@pytest.mark.parametrize("relayed", [{"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                                     {"X-Real-IP": "203.0.113.9"}, {"Host": "localhost.attacker.example"}])
+def test_only_a_browser_on_this_machine_goes_without_the_code(honk_app: Callable[..., tuple[HonkState, str]],
+                                                              relayed: dict[str, str]) -> None:
+    _, url = honk_app()
+    assert httpx.get(f"{url}/setup").status_code == 200  # from this machine, addressed to it
+    assert httpx.get(f"{url}/setup", headers={"Host": "localhost"}).status_code == 200
+    assert httpx.get(f"{url}/setup", headers=relayed).status_code == 403
+
+
+def test_a_refused_callback_does_not_use_up_the_state(honk_app: Callable[..., tuple[HonkState, str]],
+                                                      app_key: str) -> None:
+    fake = FakeGitHub(app_id=4242, private_key_pem=app_key)
+    with fake.serve() as github_url:
+        _, url = honk_app(github_api_url=github_url)
+        action, _ = registration_form(httpx.get(f"{url}/").text)
+        issued = action.split("state=", 1)[1]
+        query = {"code": "0123456789abcdef", "state": issued}
+        assert httpx.get(f"{url}/setup/callback", params=query, headers=FAR).status_code == 403
+        answer = httpx.get(f"{url}/setup/callback", params=query)  # the state is still good: GitHub is asked
+    assert answer.status_code == 502 and "GitHub did not accept the code" in answer.text
+    assert len(fake.calls("manifest_conversion")) == 1
+
+
+def test_first_run_from_another_machine_with_the_code_from_the_log(tmp_path: Path, app_key: str) -> None:
+    """The operator reads the code in the log and opens Honk by its public name; GitHub's redirect comes back
+    to that name, carrying no code, and is accepted by the cookie. (Requests go to 127.0.0.1 with the public
+    name in `Host`, as they would arrive through a DNS name pointing here.)"""
+    fake = FakeGitHub(app_id=4242, private_key_pem=app_key)
+    port = free_port()
+    public = f"http://honk.test:{port}"
+    far = {"Host": f"honk.test:{port}"}
+
+    def here(address: str) -> str:  # the same address, reached on 127.0.0.1
+        return address.replace(public, f"http://127.0.0.1:{port}", 1)
+
+    with fake.serve() as github_url:
+        env = honk_env(tmp_path, GITHUB_API_URL=github_url)
+        del env["GITHUB_WEBHOOK_SECRET"]
+        honk = HonkProcess(["web", "--port", str(port), "--public-url", public], env, tmp_path, tmp_path / "web.log")
+        try:
+            honk.wait_http(f"http://127.0.0.1:{port}/healthz")
+            printed = re.search(r"First-run setup: open (\S+)", honk.output())
+            assert printed, honk.output()
+            assert printed.group(1).startswith(f"{public}/setup?setup_code=")
+            with httpx.Client(timeout=10, headers=far) as browser:
+                assert browser.get(here(f"{public}/")).status_code == 403
+                assert browser.get(here(f"{public}/setup?setup_code=guess")).status_code == 403
+
+                page = browser.get(here(printed.group(1)))
+                assert page.status_code == 200, page.text
+                action, manifest = registration_form(page.text)
+                assert manifest["redirect_url"] == f"{public}/setup/callback"
+                to_github = httpx.post(action, data={"manifest": json.dumps(manifest)}, follow_redirects=False)
+                callback = to_github.headers["location"]
+                assert callback.startswith(f"{public}/setup/callback?code=") and "setup_code" not in callback
+
+                assert httpx.get(here(callback), headers=far).status_code == 403  # another browser: no cookie
+                done = browser.get(here(callback))
+                assert done.status_code == 200, done.text
+                assert "Install it" in done.text
+                assert browser.get(here(f"{public}/setup")).status_code == 404  # configured: gone for everyone
+            assert len(fake.registered_apps) == 1
+        finally:
+            assert honk.stop(signal.SIGTERM) == 0
 
 
 # ------------------------------------------------------------------------------------------ the real thing

@@ -122,6 +122,11 @@ class Agent:
         await self._say([{"type": "text", "text": self.redactor.redact(prompts.resume_message(message, data))}])
         return await self._drive()
 
+    async def end_sandbox(self) -> None:
+        """End the shell's sandbox and everything started in it (background processes included), so that the
+        tree holds still while Honk reads it. A later `resume` starts a fresh shell."""
+        await self.shell.close()
+
     async def close(self) -> None:
         await self.shell.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Coroutine, Iterator
@@ -20,8 +21,9 @@ from tests.fakes.messages_api import FakeMessagesAPI
 T = TypeVar("T")
 
 HAS_BWRAP = shutil.which("bwrap") is not None
-needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap (bwrap) is not installed; sandbox tests "
-                                                       "need it (CI installs it)")
+# With HONK_REQUIRE_BWRAP=1 (set by .ci/run) a missing bwrap fails these tests: CI never passes by skipping.
+needs_bwrap = pytest.mark.skipif(not HAS_BWRAP and os.environ.get("HONK_REQUIRE_BWRAP") != "1",
+                                 reason="bubblewrap (bwrap) is not installed; sandbox tests need it (CI installs it)")
 
 # Secret values the transcript and the model must never see.
 ANTHROPIC_KEY = "sk-ant-api03-test-key-AbCdEfGhIjKlMnOpQrStUvWxYz"

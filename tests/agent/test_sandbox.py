@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.agent import Task
+from app.egress import EgressProxy
 from app.sandbox import SYSTEM_PATHS, Sandbox, SandboxError, Shell
 from app.settings import Settings
 from tests.agent.conftest import ANTHROPIC_KEY, AgentFactory, needs_bwrap, run
@@ -77,14 +79,24 @@ def test_no_network(repo: Path, loopback_server: int) -> None:
 
 
 @needs_bwrap
-def test_setup_sandbox_has_the_network_and_nothing_else_more(repo: Path, loopback_server: int,
-                                                               secret_env: None) -> None:
-    """Honk's own setup step (before the model acts) may install dependencies; it is still a sandbox."""
+@pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed; the setup sandbox needs it")
+def test_setup_sandbox_has_only_the_filtered_network_and_nothing_else_more(repo: Path, loopback_server: int,
+                                                                             secret_env: None) -> None:
+    """Honk's own setup step (before the model acts) may install dependencies, but only through Honk's
+    filtering proxy (tests/test_egress.py): the host's network, its loopback included, stays out of reach."""
     probe = f"exec 3<>/dev/tcp/127.0.0.1/{loopback_server} && cat <&3 && echo CONNECTED || echo REFUSED; env"
-    result = run(Sandbox(repo, mode="bwrap", network=True).run(probe))
-    assert "hello from the host" in result.output
-    assert not [value for value in SECRETS.values() if value in result.output]
-    assert "GITHUB" not in result.output
+
+    async def main() -> str:
+        async with EgressProxy(["registry.example.com"]) as proxy:
+            return (await Sandbox(repo, mode="bwrap", network=proxy).run(probe)).output
+
+    output = run(main())
+    assert "REFUSED" in output and "hello from the host" not in output
+    assert "https_proxy=http://127.0.0.1:3128" in output and "NO_PROXY=\n" in output
+    assert not [value for value in SECRETS.values() if value in output]
+    assert "GITHUB" not in output
+    with pytest.raises(TypeError, match="takes an EgressProxy"):
+        Sandbox(repo, mode="bwrap", network=True)  # type: ignore[arg-type]
 
 
 @needs_bwrap
