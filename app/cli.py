@@ -1,4 +1,4 @@
-"""`honk serve | web | worker | run` (CONTRACT section 1)."""
+"""`honk serve | web | worker | run` (README, "Commands")."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import uvicorn
 
-from app.db import DatabaseUnavailable
+from app.process import HonkState
+from app.queue.db import DatabaseUnavailable
 from app.settings import Settings, SettingsError, load_settings
-from app.state import HonkState
 
 log = logging.getLogger("honk")
 
@@ -72,10 +72,11 @@ async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool)
     # Links in comments and pull requests point here unless HONK_PUBLIC_URL says otherwise.
     settings.honk_public_url = settings.honk_public_url or f"http://{_url_host(host)}:{port}"
     state.public_url = settings.honk_public_url
-    # Until the sockets are bound and looked at, the job pages assume the worst (CONTRACT section 2).
+    # Until the sockets are bound and looked at, the job pages assume the worst (README, "Security").
     state.bound_loopback = False
-    from app.setup_flow import setup_url
-    from app.web import create_app, sockets_are_loopback
+    from app.web.app import create_app
+    from app.web.auth import sockets_are_loopback
+    from app.web.setup_flow import setup_url
 
     def started(server: uvicorn.Server) -> None:
         addresses = [sock.getsockname() for listener in server.servers for sock in listener.sockets or ()]
@@ -128,7 +129,7 @@ async def _learn_app_slug(state: HonkState, timeout: float = 10.0) -> None:
     it only HONK_TRIGGER is recognised, and the log says so."""
     from githubkit.exception import GitHubException
 
-    from app.github import GitHubApp, GitHubNotConfigured
+    from app.github.client import GitHubApp, GitHubNotConfigured
 
     try:
         info = await asyncio.wait_for(GitHubApp.for_settings(state.settings).app_info(), timeout)
@@ -156,8 +157,8 @@ def _prepare(settings: Settings, host: str) -> HonkState:
 
 
 def _make_worker(state: HonkState):
-    from app.handlers import handlers
-    from app.worker import Worker
+    from app.jobs.registry import handlers
+    from app.queue.worker import Worker
 
     return Worker(state.queue, handlers, state.settings)
 

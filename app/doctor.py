@@ -104,7 +104,7 @@ async def _run(report: Callable[[Check], None]) -> list[Check]:
 async def check_github_app(settings: Settings) -> list[Check]:
     from githubkit.exception import RequestError, RequestFailed
 
-    from app.github import GitHubApp, GitHubRetry
+    from app.github.client import GitHubApp, GitHubRetry
 
     name = "GitHub App"
     missing = [v for v in settings.missing_github() if "WEBHOOK" not in v]
@@ -155,7 +155,7 @@ def _database_checks(settings: Settings) -> list[Check]:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from app.db import MIGRATIONS, Database
+    from app.queue.db import MIGRATIONS, Database
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines would interleave with the report
     start_honk = "start honk serve (or web, or worker) once: it creates and migrates the database at start-up"
@@ -203,7 +203,7 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
 
 
 async def check_sandbox(settings: Settings) -> list[Check]:
-    from app.sandbox import Sandbox, SandboxError
+    from app.checkout.sandbox import Sandbox, SandboxError
 
     name = "sandbox"
     if settings.honk_sandbox == "none":

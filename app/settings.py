@@ -1,4 +1,4 @@
-"""Honk's settings: one typed object read from the environment and `.env` (CONTRACT section 1).
+"""Honk's settings: one typed object read from the environment and `.env` (README, "Configuration").
 
 Field names are the environment variable names, lower-cased; pydantic-settings matches them
 case-insensitively. Anything wrong becomes one `SettingsError` line that names the variable.
@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.egress import DEFAULT_ALLOWED_HOSTS, parse_allowlist
+from app.hosts import DEFAULT_ALLOWED_HOSTS, parse_allowlist
 
 MIN_DASHBOARD_TOKEN_LENGTH = 24  # characters of HONK_DASHBOARD_TOKEN; token_urlsafe(32) gives 43
 
@@ -50,7 +50,7 @@ class Settings(BaseSettings):
 
     # Sandbox for the model's commands
     honk_sandbox: Literal["bwrap", "none"] = "bwrap"
-    # Hosts the repository's setup commands may reach, beyond the package registries (app.egress): host
+    # Hosts the repository's setup commands may reach, beyond the package registries (app.checkout.egress): host
     # names or *.domain patterns, comma- or space-separated. Only the operator sets this, never honk.yml.
     honk_setup_allowed_hosts: str = ""
 

@@ -31,8 +31,8 @@ from app.agent import Agent, Task
 from app.agent.editor import Editor
 from app.agent.tools import Toolbox
 from app.audit import MemoryAudit
+from app.checkout.sandbox import Sandbox
 from app.redact import Redactor
-from app.sandbox import Sandbox
 from app.settings import Settings
 from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, reply, thinking
 

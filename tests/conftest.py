@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.db import Database
+from app.process import HonkState
+from app.queue.db import Database
 from app.settings import Settings, load_settings
-from app.state import HonkState
 from tests.support import SECRET
 
 pytest_plugins = ["tests.e2e"]  # the end-to-end world (honk serve + local GitHub + scripted model)

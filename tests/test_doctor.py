@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app import doctor
-from app.db import Database
+from app.queue.db import Database
 from app.settings import Settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.messages_api import FakeMessagesAPI, end, error

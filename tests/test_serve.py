@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.process import HonkState
 from app.settings import Settings
-from app.state import HonkState
-from app.web import create_app
+from app.web.app import create_app
 from tests.fakes.github import FakeGitHub
 from tests.support import (
     HonkProcess,
@@ -65,7 +65,7 @@ def test_serve_answers_healthz_and_says_what_is_missing(tmp_path: Path) -> None:
 def test_writer_is_authorised_and_reader_is_refused(tmp_path: Path, github: tuple[FakeGitHub, str],
                                                      app_key: str, database_url: str) -> None:
     """Permission is checked in the job, against GitHub, on SQLite and PostgreSQL alike. (What a writer's
-    job goes on to do is tests/test_issue_to_pr.py's subject.)"""
+    job goes on to do is tests/jobs/test_resolve_issue.py's subject.)"""
     fake, github_url = github
     port = free_port()
     honk = HonkProcess(["serve", "--port", str(port)], github_env(tmp_path, github_url, app_key, database_url),
@@ -106,8 +106,8 @@ def one_job(make_settings: Callable[..., Settings], tmp_path: Path) -> Callable[
     def make(**overrides: Any) -> tuple[HonkState, int]:
         state = HonkState.create(make_settings(honk_database_url=f"sqlite:///{tmp_path / 'jobs.db'}", **overrides))
         state.db.migrate()
-        from app.triggers import decide
-        request = decide("issues", labeled_payload(), state.rules(), "d-1")
+        from app.intake.triggers import TriggerRules, decide
+        request = decide("issues", labeled_payload(), TriggerRules.for_settings(state.settings, state.app_slug), "d-1")
         return state, state.queue.enqueue(request)  # type: ignore[arg-type]
     return make
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from app.process import HonkState
 from app.settings import Settings, SettingsError, load_settings
-from app.state import HonkState
 from tests.support import app_private_key, honk_env
 
 

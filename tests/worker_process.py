@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.process import HonkState
+from app.queue.worker import Handlers, JobContext, Worker
 from app.settings import load_settings
-from app.state import HonkState
-from app.worker import Handlers, JobContext, Worker
 
 
 def build_handlers(marker: Path, mode: str) -> Handlers:

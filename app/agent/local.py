@@ -22,7 +22,7 @@ from app.agent.loop import Agent, AgentResult
 from app.agent.prompts import Task
 from app.agent.tools import BASH
 from app.audit import MemoryAudit
-from app.sandbox import SandboxError
+from app.checkout.sandbox import SandboxError
 from app.settings import Settings
 
 
@@ -96,10 +96,10 @@ class _Progress:
         final = data["stop_reason"] == "end_turn"  # its text is the summary, shown at the end
         for block in data["content"]:
             if block["type"] == "text" and block["text"].strip() and not final:
-                self.console.print(Panel(escape(_clip(block["text"], 20)), title=f"turn {self.turns}",
+                self.console.print(Panel(escape(_first_lines(block["text"], 20)), title=f"turn {self.turns}",
                                          title_align="left", border_style="cyan"))
             elif block["type"] == "thinking" and block.get("thinking", "").strip():
-                self.console.print(f"[dim italic]thinking: {escape(_clip(block['thinking'], 3))}[/]")
+                self.console.print(f"[dim italic]thinking: {escape(_first_lines(block['thinking'], 3))}[/]")
 
     def _tool_call(self, data: dict[str, Any]) -> None:
         self.tool_calls += 1
@@ -110,14 +110,14 @@ class _Progress:
             shown = f"✎ {args.get('command', '?')} {args.get('path', '')}"
             if args.get("view_range"):
                 shown += f" {args['view_range']}"
-        self.console.print(f"[bold]{escape(_clip(shown, 3))}[/]")
+        self.console.print(f"[bold]{escape(_first_lines(shown, 3))}[/]")
 
     def _tool_result(self, data: dict[str, Any]) -> None:
         lines = [line for line in data["content"].splitlines() if line.strip()] or ["(no output)"]
         if len(lines) > 5:  # the head says what ran, the tail how it ended
             lines = [*lines[:2], f"… {len(lines) - 4} more lines …", *lines[-2:]]
         style = "red" if data["is_error"] else "dim"
-        self.console.print(f"[{style}]  {escape(_clip(chr(10).join(lines), 5))}[/]")
+        self.console.print(f"[{style}]  {escape(_first_lines(chr(10).join(lines), 5))}[/]")
 
     def _model_retry(self, data: dict[str, Any]) -> None:
         self.console.print(f"[yellow]API: {escape(data['error'])}; retry {data['attempt']} in "
@@ -130,7 +130,7 @@ class _Progress:
         self.console.print(f"[yellow]reply cut off; retrying with max_tokens={data['max_tokens']}[/]")
 
 
-def _clip(text: str, max_lines: int, width: int = 240) -> str:
+def _first_lines(text: str, max_lines: int, width: int = 240) -> str:
     lines = text.strip().splitlines() or [""]
     shown = [line if len(line) <= width else line[:width] + "…" for line in lines[:max_lines]]
     if len(lines) > max_lines:

@@ -25,8 +25,8 @@ from app.agent.pricing import model_info, usage_dict
 from app.agent.prompts import DataBlock, Task
 from app.agent.tools import Toolbox, tool_definitions
 from app.audit import AuditLog
+from app.checkout.sandbox import Sandbox
 from app.redact import Redactor
-from app.sandbox import Sandbox
 from app.settings import Settings
 
 log = logging.getLogger("honk.agent")

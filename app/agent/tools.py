@@ -1,4 +1,4 @@
-"""The model's two tools (CONTRACT section 5): how they are declared and how a call is carried out.
+"""The model's two tools (README, "The agent"): how they are declared and how a call is carried out.
 
 By default they are declared as Anthropic's own tool types, which the model was trained on; the
 `custom` style declares the same names and input shapes as ordinary JSON-schema tools for endpoints
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from app.agent.editor import Editor, EditorError
-from app.sandbox import Shell
+from app.checkout.sandbox import Shell
 
 EDITOR = "str_replace_based_edit_tool"
 BASH = "bash"

@@ -12,7 +12,7 @@ import pytest
 from app.agent import editor as editor_module
 from app.agent.editor import MAX_FILE_BYTES, Editor, EditorError
 from app.agent.tools import Toolbox
-from app.sandbox import Sandbox
+from app.checkout.sandbox import Sandbox
 from tests.agent.conftest import git, run
 
 

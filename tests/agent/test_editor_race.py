@@ -22,7 +22,7 @@ import pytest
 
 from app.agent import editor as editor_module
 from app.agent.editor import Editor, EditorError
-from app.sandbox import Sandbox
+from app.checkout.sandbox import Sandbox
 from tests.agent.conftest import needs_bwrap, run
 from tests.agent.test_editor import HAS_OPENAT2
 

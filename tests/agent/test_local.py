@@ -67,7 +67,7 @@ def test_bad_repository_path(local_settings: Settings, tmp_path: Path) -> None:
 
 def test_missing_sandbox_is_one_clear_line(local_settings: Settings, repo: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("app.sandbox.shutil.which", lambda name: None)
+    monkeypatch.setattr("app.checkout.sandbox.shutil.which", lambda name: None)
     shown, out = console()
     assert run(run_local(local_settings.model_copy(update={"honk_sandbox": "bwrap"}), repo, "x", console=shown)) == 2
     assert "bubblewrap (bwrap) is not installed" in out.getvalue()

@@ -1,0 +1,1 @@
+"""GitHub's REST API as the App (tokens, identity, the calls Honk makes)."""

@@ -1,0 +1,309 @@
+"""Honk as a GitHub App, on githubkit, against `GITHUB_API_URL`.
+
+One installation token serves both the REST calls and git (which needs the raw token), so Honk mints it
+itself and caches it until shortly before it expires. Responses are read as raw JSON: githubkit's strict
+models reject some real (older or thinner) payloads, and a schema mismatch must never stop a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
+from githubkit.cache import MemCacheStrategy
+from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
+from githubkit.typing import RetryOption
+
+from app.settings import Settings
+from app.telemetry import PROCESS as PROCESS_METRICS
+
+WRITE_ROLES = frozenset({"admin", "maintain", "write"})
+_TOKEN_MARGIN = timedelta(minutes=5)  # never hand out a token that could expire mid-push
+
+
+class GitHubNotConfigured(Exception):
+    """Honk lacks the App credentials it needs to act on GitHub."""
+
+
+@dataclass(frozen=True)
+class GitHubRetry:
+    """When to repeat a GitHub request: server errors and dropped connections with exponential backoff,
+    rate limits after the wait GitHub names (`retry-after`, else `x-ratelimit-reset`). A wait longer than
+    `max_wait` is not slept through here: the request fails and the job retries later from the queue."""
+
+    retries: int = 4
+    base_seconds: float = 1.0
+    max_wait: float = 60.0
+
+    def __call__(self, exc: GitHubException, count: int) -> RetryOption:
+        if count >= self.retries:
+            return RetryOption(False)
+        if isinstance(exc, RateLimitExceeded):
+            wait = max(exc.retry_after.total_seconds(), 1.0)
+        elif isinstance(exc, RequestFailed):  # a subclass of RequestError: test it first
+            if exc.response.status_code < 500:
+                return RetryOption(False)  # 4xx other than rate limits: asking again changes nothing
+            wait = self._backoff(count)
+        elif isinstance(exc, RequestError):  # connection refused or reset, timeouts
+            wait = self._backoff(count)
+        else:
+            return RetryOption(False)
+        if wait > self.max_wait:
+            return RetryOption(False)
+        return RetryOption(True, timedelta(seconds=wait))
+
+    def _backoff(self, count: int) -> float:
+        return self.base_seconds * 2**count * (1 + random.random() / 4)
+
+
+@dataclass(frozen=True)
+class AppIdentity:
+    id: int
+    slug: str
+    name: str
+    bot_id: int | None
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.slug}[bot]"
+
+    @property
+    def bot_email(self) -> str:
+        # GitHub attributes commits to an App's bot by this noreply address.
+        prefix = f"{self.bot_id}+" if self.bot_id else ""
+        return f"{prefix}{self.bot_login}@users.noreply.github.com"
+
+
+@dataclass(frozen=True)
+class InstallationToken:
+    token: str
+    expires_at: datetime
+
+
+class GitHubApp:
+    """One per process and App (see `for_settings`): installation tokens and the App's identity are reused by
+    every job until they expire."""
+
+    _shared: dict[tuple[int | None, str, str], GitHubApp] = {}  # noqa: RUF012 - a deliberate process cache
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> GitHubApp:
+        key = settings.github_private_key.get_secret_value() if settings.github_private_key else ""
+        ident = (settings.github_app_id, settings.github_api_url, hashlib.sha256(key.encode()).hexdigest())
+        if ident not in cls._shared:
+            cls._shared[ident] = cls(settings)
+        return cls._shared[ident]
+
+    def __init__(self, settings: Settings, retry: GitHubRetry | None = None) -> None:
+        missing = [name for name in settings.missing_github() if "WEBHOOK" not in name]
+        if missing:
+            raise GitHubNotConfigured(f"set {', '.join(missing)} so Honk can act as its GitHub App")
+        assert settings.github_app_id is not None and settings.github_private_key is not None
+        self._app_id = settings.github_app_id
+        self._key = settings.github_private_key.get_secret_value()
+        self.base_url = settings.github_api_url
+        self.retry = retry or GitHubRetry()
+        self._tokens: dict[int, InstallationToken] = {}
+        self._token_locks: dict[int, asyncio.Lock] = {}
+        self._identity: AppIdentity | None = None
+        # One cache per App: githubkit keeps the App's JWT there (signing one re-parses the RSA key, ~40 ms),
+        # and its process-wide default is keyed without the base URL, so two Apps would share entries.
+        self._cache = MemCacheStrategy()
+
+    def _client(self, auth: AppAuthStrategy | TokenAuthStrategy,
+                on_response: Callable[[httpx.Response], Awaitable[None]] | None = None) -> GitHub[Any]:
+        hooks = [PROCESS_METRICS.github_response] + ([on_response] if on_response else [])  # errors for /metrics
+        return GitHub(auth, base_url=self.base_url + "/", cache_strategy=self._cache, timeout=30,
+                      auto_retry=self.retry, http_cache=False, async_event_hooks={"response": hooks})
+
+    def as_app(self) -> GitHub[Any]:
+        return self._client(AppAuthStrategy(self._app_id, self._key))
+
+    async def app_info(self) -> dict[str, Any]:
+        """`GET /app`, as the App itself: its id, slug and name."""
+        async with self.as_app() as gh:
+            return (await gh.arequest("GET", "/app")).json()
+
+    async def identity(self, installation_id: int) -> AppIdentity:
+        """The App's slug and bot account, learnt once: `GET /app` (as the App), then the bot's user id
+        (as an installation: App tokens may only call `/app` routes)."""
+        if self._identity is None:
+            app = await self.app_info()
+            slug = app["slug"]
+            token = await self.token(installation_id)
+            async with self._client(TokenAuthStrategy(token.token)) as gh:
+                try:
+                    bot = (await gh.arequest("GET", f"/users/{slug}[bot]")).json()
+                    bot_id = bot.get("id") if isinstance(bot, dict) else None
+                except GitHubException:
+                    bot_id = None  # commits still attribute by login; only the noreply id is missing
+            self._identity = AppIdentity(id=app["id"], slug=slug, name=app.get("name") or slug, bot_id=bot_id)
+        return self._identity
+
+    async def token(self, installation_id: int) -> InstallationToken:
+        lock = self._token_locks.setdefault(installation_id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(installation_id)
+            if cached and cached.expires_at - _TOKEN_MARGIN > datetime.now(UTC):
+                return cached
+            async with self.as_app() as gh:
+                answer = (await gh.arequest("POST", f"/app/installations/{installation_id}/access_tokens")).json()
+            expires = datetime.fromisoformat(answer["expires_at"].replace("Z", "+00:00"))
+            self._tokens[installation_id] = InstallationToken(answer["token"], expires)
+            return self._tokens[installation_id]
+
+    async def repo(self, installation_id: int, full_name: str) -> Repo:
+        token = await self.token(installation_id)
+
+        async def forget_revoked(response: httpx.Response) -> None:
+            # A token GitHub no longer accepts (revoked, or the App reinstalled) must not outlive this job.
+            if response.status_code == 401 and self._tokens.get(installation_id) == token:
+                del self._tokens[installation_id]
+
+        return Repo(self._client(TokenAuthStrategy(token.token), forget_revoked), full_name, token.token)
+
+    async def permission(self, installation_id: int, full_name: str, login: str) -> str:
+        """The login's role on the repository (admin, maintain, write, triage, read or none)."""
+        async with await self.repo(installation_id, full_name) as repo:
+            return await repo.permission(login)
+
+
+class Repo:
+    """One repository, as one installation sees it: the REST calls Honk makes, answering raw JSON."""
+
+    def __init__(self, gh: GitHub[Any], full_name: str, token: str) -> None:
+        self.gh = gh
+        self.full_name = full_name
+        self.token = token  # for git; never written anywhere
+        self._base = f"/repos/{full_name}"
+
+    async def __aenter__(self) -> Repo:
+        await self.gh.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.gh.__aexit__(*exc)  # type: ignore[arg-type]
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self.gh.arequest(method, self._base + path, **kwargs)
+        return response.json() if response.content else None
+
+    async def info(self) -> dict[str, Any]:
+        return await self._call("GET", "")
+
+    async def permission(self, login: str) -> str:
+        try:
+            data = await self._call("GET", f"/collaborators/{login}/permission")
+        except RequestFailed as exc:
+            if exc.response.status_code == 404:
+                return "none"  # not a collaborator at all
+            raise
+        role = data.get("role_name") if isinstance(data, dict) else None
+        legacy = data.get("permission") if isinstance(data, dict) else None
+        # A custom role reports its base level in the legacy field ("maintain" shows there as "write").
+        return role if role in WRITE_ROLES else (legacy or role or "none")
+
+    async def issue(self, number: int) -> dict[str, Any]:
+        return await self._call("GET", f"/issues/{number}")
+
+    async def issue_comments(self, number: int) -> list[dict[str, Any]]:
+        comments: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            batch = await self._call("GET", f"/issues/{number}/comments", params={"per_page": 100, "page": page})
+            comments += batch
+            if len(batch) < 100:
+                return comments
+            page += 1
+
+    async def react(self, target: str, target_id: int, content: str = "eyes") -> None:
+        """React to an issue (`issue`), an issue or PR comment (`comment`), or a review comment
+        (`review_comment`)."""
+        path = {"issue": f"/issues/{target_id}/reactions", "comment": f"/issues/comments/{target_id}/reactions",
+                "review_comment": f"/pulls/comments/{target_id}/reactions"}[target]
+        await self._call("POST", path, json={"content": content})
+
+    async def comment(self, number: int, body: str) -> dict[str, Any]:
+        return await self._call("POST", f"/issues/{number}/comments", json={"body": body})
+
+    async def edit_comment(self, comment_id: int, body: str) -> dict[str, Any]:
+        return await self._call("PATCH", f"/issues/comments/{comment_id}", json={"body": body})
+
+    async def find_pull(self, owner: str, branch: str) -> dict[str, Any] | None:
+        """The newest pull request from `branch` in any state, so a retried job finds what it opened."""
+        pulls = await self._call("GET", "/pulls", params={"head": f"{owner}:{branch}", "state": "all"})
+        pulls = [p for p in pulls if (p.get("head") or {}).get("ref") == branch]
+        open_first = sorted(pulls, key=lambda p: (p.get("state") != "open", -int(p.get("number", 0))))
+        return open_first[0] if open_first else None
+
+    async def open_pull(self, *, title: str, body: str, head: str, base: str, draft: bool) -> dict[str, Any]:
+        return await self._call("POST", "/pulls", json={"title": title, "body": body, "head": head, "base": base,
+                                                        "draft": draft})
+
+    async def edit_pull(self, number: int, **fields: Any) -> dict[str, Any]:
+        return await self._call("PATCH", f"/pulls/{number}", json=fields)
+
+    async def pull(self, number: int) -> dict[str, Any]:
+        return await self._call("GET", f"/pulls/{number}")
+
+    async def review_comments(self, number: int, review_id: int | None = None) -> list[dict[str, Any]]:
+        """Every review comment on the pull request, or only those of one review, oldest first."""
+        path = f"/pulls/{number}/reviews/{review_id}/comments" if review_id else f"/pulls/{number}/comments"
+        comments: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            batch = await self._call("GET", path, params={"per_page": 100, "page": page})
+            comments += batch
+            if len(batch) < 100:
+                return comments
+            page += 1
+
+    async def reply(self, number: int, comment_id: int, body: str) -> dict[str, Any]:
+        """Answer in a review comment's thread."""
+        return await self._call("POST", f"/pulls/{number}/comments/{comment_id}/replies", json={"body": body})
+
+    async def review_threads(self, number: int) -> list[dict[str, Any]]:
+        """The pull request's review threads (GraphQL): id, isResolved, and their comments' database ids."""
+        owner, name = self.full_name.split("/", 1)
+        data = await self.gh.async_graphql(_THREADS_QUERY, {"owner": owner, "name": name, "number": number})
+        threads = data["repository"]["pullRequest"]["reviewThreads"]["nodes"]
+        return [{"id": t["id"], "resolved": t["isResolved"],
+                 "comment_ids": [c["databaseId"] for c in t["comments"]["nodes"]]} for t in threads]
+
+    async def resolve_thread(self, thread_id: str) -> None:
+        await self.gh.async_graphql(_RESOLVE_MUTATION, {"id": thread_id})
+
+    async def request_review(self, number: int, login: str) -> bool:
+        try:
+            await self._call("POST", f"/pulls/{number}/requested_reviewers", json={"reviewers": [login]})
+            return True
+        except RequestFailed as exc:
+            if exc.response.status_code == 422:
+                return False  # e.g. the requester is not a collaborator; the PR stands without it
+            raise
+
+
+def can_write(role: str) -> bool:
+    return role in WRITE_ROLES
+
+
+_THREADS_QUERY = """
+query($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100) { nodes { id isResolved comments(first: 100) { nodes { databaseId } } } }
+    }
+  }
+}
+"""
+
+_RESOLVE_MUTATION = """
+mutation($id: ID!) { resolveReviewThread(input: {threadId: $id}) { thread { id isResolved } } }
+"""

@@ -1,0 +1,238 @@
+"""Trigger rules (README, "How it works"): which deliveries ask Honk to work, as a pure function.
+
+Routing reads the raw JSON fields it needs and never a strict schema: about a third of real deliveries
+are older or thinner than the current webhook schema, and each must still get a sensible answer. The
+sender's write permission needs a GitHub call, so the job checks it before any work, not the route.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from app.queue.requests import JobKind, JobRequest
+from app.settings import Settings
+from app.untyped import as_dict, as_str
+
+_CODE_FENCE = re.compile(r"(?ms)^\s*(```|~~~).*?(^\s*\1|\Z)")
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
+_QUOTE_LINE = re.compile(r"(?m)^\s*>.*$")
+FOLLOW_UP_DEBOUNCE = 3.0  # seconds: a review's comments arrive as separate deliveries within this
+
+
+@dataclass(frozen=True)
+class Ignore:
+    reason: str
+
+
+Decision = JobRequest | Ignore
+
+
+@dataclass(frozen=True)
+class TriggerRules:
+    label: str = "honk"
+    mentions: tuple[str, ...] = ("@honk",)
+    branch_prefix: str = "honk/"
+    app_id: int | None = None  # deliveries caused by this App itself are never obeyed
+
+    def __post_init__(self) -> None:
+        handles = "|".join(re.escape(m) for m in self.mentions)
+        # A mention stands alone: "@honk" and "@honk," match; "@honkers", "x@honk" and "@honk-bot" do not.
+        object.__setattr__(self, "_mention", re.compile(rf"(?<![\w@/.-])(?:{handles})(?![\w-])", re.I))
+
+    @classmethod
+    def for_settings(cls, settings: Settings, app_slug: str | None = None) -> TriggerRules:
+        """The rules under these settings; a mention of the App's own `@<slug>` counts too. Cached, since the
+        webhook route asks on every delivery and the rules compile a pattern."""
+        mentions = (settings.honk_trigger, *([f"@{app_slug}"] if app_slug else []))
+        return _rules(settings.honk_label, mentions, settings.honk_branch_prefix, settings.github_app_id)
+
+    def with_mentions(self, extra: Iterable[str]) -> TriggerRules:
+        return TriggerRules(self.label, tuple(dict.fromkeys([*self.mentions, *extra])), self.branch_prefix,
+                            self.app_id)
+
+    def mentions_in(self, text: object) -> bool:
+        """True when the text mentions Honk outside quoted replies and code."""
+        return bool(self._mention.search(_prose(text)))  # type: ignore[attr-defined]
+
+    def command_in(self, text: object) -> str | None:
+        """`stop` or `retry` when the comment is just that command to Honk (`@honk stop`, `@honk retry.`)."""
+        prose = _prose(text).strip()
+        match = self._mention.match(prose)  # type: ignore[attr-defined]
+        if match is None:
+            return None
+        word = prose[match.end():].strip().rstrip(".!").strip().casefold()
+        return {"stop": "stop", "cancel": "stop", "retry": "retry"}.get(word)
+
+
+def _prose(text: object) -> str:
+    if not isinstance(text, str):
+        return ""
+    return _QUOTE_LINE.sub("", _INLINE_CODE.sub("", _CODE_FENCE.sub("", text)))
+
+
+def decide(event: str, payload: Any, rules: TriggerRules, delivery_id: str = "") -> Decision:
+    """Turn one delivery into a job request, or a reason to ignore it."""
+    if not isinstance(payload, dict):
+        return Ignore("the payload is not a JSON object")
+    action = as_str(payload.get("action"))
+    if event == "ping":
+        return Ignore("ping received: GitHub can reach Honk")
+    route = _ROUTES.get(event)
+    if route is None:
+        return Ignore(f"Honk does not act on {event} events")
+    sender = as_dict(payload.get("sender"))
+    if as_str(sender.get("type")).casefold() == "bot":
+        return Ignore(f"the sender {as_str(sender.get('login')) or '?'} is a bot; Honk does not take requests "
+                      "from bots")
+    via_app = as_dict(payload.get(_subject_key(event))).get("performed_via_github_app")
+    if rules.app_id is not None and as_dict(via_app).get("id") == rules.app_id:
+        return Ignore("the delivery was caused by Honk itself")
+    repo = as_str(as_dict(payload.get("repository")).get("full_name"))
+    installation = as_dict(payload.get("installation")).get("id")
+    decision = route(action, payload, rules)
+    if isinstance(decision, Ignore):
+        return decision
+    kind, number, facts = decision
+    if not repo or "/" not in repo:
+        return Ignore("the delivery names no repository")
+    if not isinstance(installation, int):
+        return Ignore("the delivery names no installation: Honk acts only where its GitHub App is installed")
+    requester = as_str(sender.get("login"))
+    if not requester:
+        return Ignore("the delivery names no sender")
+    trigger = {
+        "delivery_id": delivery_id,
+        "event": event,
+        "action": action,
+        "sender": _pick(sender, "login", "id", "type"),
+        "repository": _pick(as_dict(payload.get("repository")), "id", "full_name", "clone_url", "html_url",
+                            "default_branch", "private", "fork"),
+        **facts,
+    }
+    return JobRequest(kind=kind, repo=repo, number=number, requester=requester, installation_id=installation,
+                      trigger=trigger, delay_seconds=FOLLOW_UP_DEBOUNCE if kind is JobKind.FOLLOW_UP else 0.0)
+
+
+_Route = tuple[JobKind, int, dict[str, Any]] | Ignore
+
+
+def _issues(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
+    if action != "labeled":
+        return Ignore(f"issues.{action or '?'} does not ask Honk to work (only labelling with {rules.label!r})")
+    label = as_str(as_dict(payload.get("label")).get("name"))
+    if label.casefold() != rules.label.casefold():
+        return Ignore(f"the label {label!r} is not {rules.label!r}")
+    issue = as_dict(payload.get("issue"))
+    if "pull_request" in issue:
+        return Ignore("labels on pull requests do not ask Honk to work")
+    if as_str(issue.get("state")) == "closed":
+        return Ignore(f"issue #{issue.get('number')} is closed")
+    number = issue.get("number")
+    if not isinstance(number, int):
+        return Ignore("the delivery names no issue number")
+    return JobKind.RESOLVE_ISSUE, number, {"type": "label", "label": label, "issue": _issue(issue)}
+
+
+def _issue_comment(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
+    if action != "created":
+        return Ignore(f"issue_comment.{action or '?'}: only new comments are requests (an edit is not)")
+    comment = as_dict(payload.get("comment"))
+    if not rules.mentions_in(comment.get("body")):
+        return Ignore(f"the comment does not mention {rules.mentions[0]}")
+    issue = as_dict(payload.get("issue"))
+    number = issue.get("number")
+    if not isinstance(number, int):
+        return Ignore("the delivery names no issue number")
+    facts = {"comment": _comment(comment), "issue": _issue(issue)}
+    command = rules.command_in(comment.get("body"))
+    if command:
+        return JobKind.CONTROL, number, {"type": "command", "command": command, **facts}
+    if issue.get("pull_request"):
+        # Whether this is Honk's pull request needs the API (the comment's payload has no branch).
+        return JobKind.FOLLOW_UP, number, {"type": "pr_comment", **facts}
+    if as_str(issue.get("state")) == "closed":
+        return Ignore(f"issue #{number} is closed")
+    return JobKind.RESOLVE_ISSUE, number, {"type": "issue_comment", **facts}
+
+
+def _pull_request_review(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
+    if action != "submitted":
+        return Ignore(f"pull_request_review.{action or '?'} does not ask Honk to work")
+    review = as_dict(payload.get("review"))
+    changes = as_str(review.get("state")).casefold() == "changes_requested"
+    if not changes and not rules.mentions_in(review.get("body")):
+        return Ignore(f"the review neither requests changes nor mentions {rules.mentions[0]}")
+    # Changes requested without a mention is how reviewers talk to Honk's own pull requests; on anyone
+    # else's pull request only a mention asks Honk to step in.
+    return _on_pull(payload, rules, "review", {"review": _pick(
+        review, "id", "node_id", "body", "state", "html_url", "commit_id", "submitted_at") | {
+        "user": _pick(as_dict(review.get("user")), "login", "id", "type")}},
+        honk_only=not rules.mentions_in(review.get("body")))
+
+
+def _pull_request_review_comment(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
+    if action != "created":
+        return Ignore(f"pull_request_review_comment.{action or '?'}: only new comments are requests")
+    comment = as_dict(payload.get("comment"))
+    if not rules.mentions_in(comment.get("body")):
+        return Ignore(f"the review comment does not mention {rules.mentions[0]}")
+    return _on_pull(payload, rules, "review_comment", {"comment": _comment(comment) | _pick(
+        comment, "path", "line", "original_line", "side", "diff_hunk", "in_reply_to_id",
+        "pull_request_review_id", "commit_id")}, honk_only=False)
+
+
+def _on_pull(payload: dict[str, Any], rules: TriggerRules, kind: str, facts: dict[str, Any], *,
+             honk_only: bool) -> _Route:
+    pull = as_dict(payload.get("pull_request"))
+    number = pull.get("number")
+    if not isinstance(number, int):
+        return Ignore("the delivery names no pull request number")
+    head = as_dict(pull.get("head"))
+    if honk_only and not as_str(head.get("ref")).startswith(rules.branch_prefix):
+        return Ignore(f"pull request #{number} is not Honk's (its branch does not start with "
+                      f"{rules.branch_prefix!r})")
+    if as_str(pull.get("state")) == "closed":
+        return Ignore(f"pull request #{number} is closed")
+    summary = _pick(pull, "number", "title", "body", "html_url", "state", "draft") | {
+        "head": _pick(head, "ref", "sha") | {"repo": _pick(as_dict(head.get("repo")), "full_name", "fork")},
+        "base": _pick(as_dict(pull.get("base")), "ref", "sha"),
+        "user": _pick(as_dict(pull.get("user")), "login", "id", "type")}
+    return JobKind.FOLLOW_UP, number, {"type": kind, "pull_request": summary, **facts}
+
+
+_ROUTES = {
+    "issues": _issues,
+    "issue_comment": _issue_comment,
+    "pull_request_review": _pull_request_review,
+    "pull_request_review_comment": _pull_request_review_comment,
+}
+
+
+def _subject_key(event: str) -> str:
+    return {"issues": "issue", "pull_request_review": "review"}.get(event, "comment")
+
+
+def _issue(issue: dict[str, Any]) -> dict[str, Any]:
+    return _pick(issue, "id", "node_id", "number", "title", "body", "html_url", "state") | {
+        "user": _pick(as_dict(issue.get("user")), "login", "id", "type"),
+        "labels": [as_str(label.get("name")) for label in issue.get("labels") or [] if isinstance(label, dict)],
+        "is_pull_request": bool(issue.get("pull_request")),
+    }
+
+
+def _comment(comment: dict[str, Any]) -> dict[str, Any]:
+    return _pick(comment, "id", "node_id", "body", "html_url", "created_at") | {
+        "user": _pick(as_dict(comment.get("user")), "login", "id", "type")}
+
+
+def _pick(source: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: source[key] for key in keys if key in source}
+
+
+@functools.lru_cache(maxsize=16)
+def _rules(label: str, mentions: tuple[str, ...], branch_prefix: str, app_id: int | None) -> TriggerRules:
+    return TriggerRules(label, mentions, branch_prefix, app_id)

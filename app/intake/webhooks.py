@@ -1,0 +1,141 @@
+"""`POST /api/github/webhooks`: verify, de-duplicate, store, answer (README, "How it works").
+
+The route is thin on purpose: the signature is checked on the raw body before anything else, the trigger
+rules (a pure function) decide, and one transaction stores the delivery with its job before the answer.
+Nothing here talks to GitHub, so the answer stays fast whatever the queue holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.intake.triggers import Ignore, TriggerRules, decide
+from app.process import HonkState
+
+log = logging.getLogger("honk.webhooks")
+router = APIRouter()
+
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+
+
+R = TypeVar("R", bound=Response)
+
+
+class DeliveryCounter(Protocol):
+    """What the web app counts webhook answers with (`Metrics` in app/web/metrics.py)."""
+
+    def delivery(self, event: str | None, outcome: str, status: int, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Answer:
+    response: JSONResponse
+    outcome: str  # queued | ignored | duplicate | rejected | error, for the metrics
+    event: str | None = None  # None until the signature is verified: before that it is anyone's text
+
+
+@router.post("/api/github/webhooks")
+async def receive(request: Request) -> JSONResponse:
+    started = time.perf_counter()
+    answer = await _handle(request, request.app.state.honk, started)
+    return answered(request, started, answer.response, answer.outcome, answer.event)
+
+
+async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
+    body = await _read_body(request)
+    if body is None:
+        return _reject(413, f"the body is over {MAX_BODY // (1024 * 1024)} MiB")
+    secret = honk.settings.webhook_secret
+    if secret is None:
+        return _reject(401, "Honk has no GITHUB_WEBHOOK_SECRET, so it cannot verify any delivery")
+    if not _signature_ok(secret, body, request.headers.get("x-hub-signature-256")):
+        return _reject(401, "missing or wrong X-Hub-Signature-256")
+
+    event = request.headers.get("x-github-event", "").strip()
+    delivery = request.headers.get("x-github-delivery", "").strip()
+    if not event or not delivery:
+        return _reject(400, "the X-GitHub-Event and X-GitHub-Delivery headers are required", event)
+    if len(event) > 100 or len(delivery) > 100:
+        return _reject(400, "X-GitHub-Event or X-GitHub-Delivery is too long", event)
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        hint = (" (set the webhook's content type to application/json)"
+                if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+                else "")
+        return _reject(400, f"the body is not JSON{hint}", event)
+    if not isinstance(payload, dict):
+        return _reject(400, "the body is not a JSON object", event)
+
+    action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    decision = decide(event, payload, TriggerRules.for_settings(honk.settings, honk.app_slug), delivery)
+    request_ = None if isinstance(decision, Ignore) else decision
+    reason = decision.reason if isinstance(decision, Ignore) else None
+    try:
+        accepted = await run_in_threadpool(honk.queue.accept_delivery, delivery, event, action, request_, reason)
+    except SQLAlchemyError as exc:
+        # Not the sender's fault: GitHub may redeliver once the database is back.
+        log.error("delivery=%s cannot be stored: %s", delivery, exc)
+        return _Answer(_error(503, "the database is not answering; the delivery was not stored"), "error", event)
+
+    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    if accepted.duplicate:
+        log.info("delivery=%s event=%s.%s outcome=duplicate ms=%s", delivery, event, action, elapsed)
+        return _Answer(JSONResponse({"status": "duplicate"}, status_code=200), "duplicate", event)
+    if accepted.job_id is not None:
+        honk.job_queued()
+        log.info("delivery=%s event=%s.%s outcome=queued job=%d ms=%s", delivery, event, action,
+                 accepted.job_id, elapsed)
+        return _Answer(JSONResponse({"status": "queued", "job": accepted.job_id}, status_code=202), "queued", event)
+    log.info("delivery=%s event=%s.%s outcome=ignored reason=%r ms=%s", delivery, event, action, reason,
+             elapsed)
+    return _Answer(JSONResponse({"status": "ignored", "reason": reason}, status_code=200), "ignored", event)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The raw body, or None once it passes the size limit (without reading the rest into memory)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > MAX_BODY:
+            return None
+    return bytes(chunks)
+
+
+def _signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"status": "error", "detail": detail}, status_code=status)
+
+
+def _reject(status: int, detail: str, event: str | None = None) -> _Answer:
+    return _Answer(_error(status, detail), "rejected", event)
+
+
+def answered(request: Request, started: float, response: R, outcome: str, event: str | None = None) -> R:
+    """Count one answer of the webhook route and pass it through. `event` is None until the signature is
+    verified: an unverified header is anyone's text and must not become a label value."""
+    metrics: DeliveryCounter | None = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.delivery(event, outcome, response.status_code, time.perf_counter() - started)
+    return response

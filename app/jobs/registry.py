@@ -1,0 +1,68 @@
+"""The job kinds Honk runs, registered with the worker, each authorised once, here.
+
+Every kind starts the same way: the requester must have write access, checked against GitHub at run time
+(the webhook route stays fast, and a permission revoked while the job waited is honoured). A request from
+anyone else ends at once as "not authorised" and touches nothing. A new kind is one `register` line here and
+a short file of steps (app/jobs/steps.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from githubkit.exception import GitHubException
+
+from app.github.client import GitHubApp, GitHubNotConfigured, can_write
+from app.jobs.control import control
+from app.jobs.follow_up import follow_up
+from app.jobs.resolve_issue import resolve_issue
+from app.queue.context import Handlers, JobContext, JobFailed
+from app.queue.requests import JobKind
+
+AuthorisedJob = Callable[[JobContext, GitHubApp], Awaitable[dict[str, Any]]]
+
+
+class NotAuthorised(Exception):
+    def __init__(self, login: str, role: str) -> None:
+        super().__init__(f"{login} has {role!r} access; only writers, maintainers and admins are obeyed")
+        self.login = login
+        self.role = role
+
+
+async def authorise(ctx: JobContext) -> GitHubApp:
+    """The App, once the job's requester is known to have write access; NotAuthorised otherwise."""
+    job = ctx.job
+    try:
+        app = GitHubApp.for_settings(ctx.settings)
+    except GitHubNotConfigured as exc:
+        raise JobFailed(str(exc), retry=False) from None
+    if not job.requester or job.installation_id is None:
+        raise NotAuthorised(job.requester or "nobody", "none")
+    try:
+        role = await app.permission(job.installation_id, job.repo, job.requester)
+    except GitHubException as exc:
+        # GitHub being down or rate-limiting is worth another attempt; the job keeps its place.
+        raise JobFailed(f"cannot check {job.requester}'s permission on {job.repo}: {exc}", retry=True) from exc
+    await ctx.audit.record("authorisation", requester=job.requester, role=role, allowed=can_write(role))
+    if not can_write(role):
+        raise NotAuthorised(job.requester, role)
+    return app
+
+
+def authorised(job: AuthorisedJob) -> Callable[[JobContext], Awaitable[dict[str, Any]]]:
+    """The handler the worker runs: authorise, then do the job; a refusal is the job's (successful) result."""
+    async def handler(ctx: JobContext) -> dict[str, Any]:
+        try:
+            app = await authorise(ctx)
+        except NotAuthorised as exc:
+            return {"outcome": "not_authorised", "requester": exc.login, "role": exc.role, "detail": str(exc)}
+        return await job(ctx, app)
+    handler.__name__ = handler.__qualname__ = job.__name__
+    return handler
+
+
+handlers = Handlers()
+handlers.register(JobKind.RESOLVE_ISSUE)(authorised(resolve_issue))
+handlers.register(JobKind.FOLLOW_UP)(authorised(follow_up))
+handlers.register(JobKind.CONTROL)(authorised(control))

@@ -1,0 +1,27 @@
+"""A local GitHub for tests: the REST, GraphQL and git endpoints Honk uses, with GitHub's shapes and auth.
+
+It checks what real GitHub checks: `/app/...` routes need an App JWT signed with the App's key, repository
+routes need an unexpired installation token it issued, and git over HTTP (served by the real
+`git http-backend`) needs Basic auth as `x-access-token:<token>`. Tests script it through plain attributes:
+`permissions` (login -> role), `delays` (route name -> seconds), `failures` (route name -> statuses to
+answer next, or `PRIMARY_RATE_LIMIT`), and read `requests`, `pushes` and `deliveries` afterwards. Repositories,
+issues, comments and reviews are created with methods (`create_repo`, `create_issue`, `add_review`, ...), and
+webhooks go out with `deliver` to the target set by `webhook_target`. GitHub's App manifest flow works too: a
+form posted to `/settings/apps/new` (or an organization's) redirects at once to the manifest's `redirect_url`
+with a code (`manifest_codes`, which tests may also fill directly), and `POST /app-manifests/{code}/conversions`
+turns it into this fake's App, new secrets included (`registered_apps`), aiming `deliver` at its webhook URL.
+
+Serve it with `tests.support.live_server(fake.app)` (or `fake.serve()`, which also sets `base_url`).
+
+The modules: `fake` (`FakeGitHub`, made of the layers `state`, `git`, `records`, `shapes` and `webhooks`),
+`app` (the FastAPI app), `api` (what routes share), `auth`, `errors`, `ratelimit`, and `routes/`, one router per
+area of GitHub's API (`apps`, `users`, `repos`, `issues`, `pulls`, `reviews`, `graphql`, `git`, `manifests`).
+"""
+
+from tests.fakes.github.auth import basic_auth_header
+from tests.fakes.github.errors import PRIMARY_RATE_LIMIT
+from tests.fakes.github.fake import FakeGitHub
+from tests.fakes.github.git import OCTOCAT
+from tests.fakes.github.state import Delivery, Push, Recorded
+
+__all__ = ["OCTOCAT", "PRIMARY_RATE_LIMIT", "Delivery", "FakeGitHub", "Push", "Recorded", "basic_auth_header"]
