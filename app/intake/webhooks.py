@@ -1,8 +1,9 @@
 """`POST /api/github/webhooks`: verify, de-duplicate, store, answer (README, "How it works").
 
 The route is thin on purpose: the signature is checked on the raw body before anything else, the trigger
-rules (a pure function) decide, and one transaction stores the delivery with its job before the answer.
-Nothing here talks to GitHub, so the answer stays fast whatever the queue holds.
+rules (a pure function) decide, and the delivery is stored with its job before the answer, in one transaction
+with the other deliveries arriving at the same time (group commit, app/intake/writer.py). Nothing here talks to
+GitHub, so the answer stays fast whatever the queue holds.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Protocol, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.responses import Response
 
 from app.intake.triggers import Ignore, TriggerRules, decide
+from app.intake.writer import DeliveryWriter
 from app.process import HonkState
+from app.queue.store import Incoming
 
 log = logging.getLogger("honk.webhooks")
 router = APIRouter()
@@ -84,7 +86,10 @@ async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
     request_ = None if isinstance(decision, Ignore) else decision
     reason = decision.reason if isinstance(decision, Ignore) else None
     try:
-        accepted = await run_in_threadpool(honk.queue.accept_delivery, delivery, event, action, request_, reason)
+        accepted = await _writer(request, honk).accept(Incoming(delivery, event, action, request_, reason))
+    except (DataError, OverflowError, ValueError) as exc:
+        log.warning("delivery=%s cannot be stored: %s", delivery, exc)
+        return _reject(400, "the delivery holds a value Honk cannot store", event)
     except SQLAlchemyError as exc:
         # Not the sender's fault: GitHub may redeliver once the database is back.
         log.error("delivery=%s cannot be stored: %s", delivery, exc)
@@ -92,16 +97,25 @@ async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
 
     elapsed = round((time.perf_counter() - started) * 1000, 2)
     if accepted.duplicate:
-        log.info("delivery=%s event=%s.%s outcome=duplicate ms=%s", delivery, event, action, elapsed)
+        log.debug("delivery=%s event=%s.%s outcome=duplicate ms=%s", delivery, event, action, elapsed)
         return _Answer(JSONResponse({"status": "duplicate"}, status_code=200), "duplicate", event)
     if accepted.job_id is not None:
         honk.job_queued()
         log.info("delivery=%s event=%s.%s outcome=queued job=%d ms=%s", delivery, event, action,
                  accepted.job_id, elapsed)
         return _Answer(JSONResponse({"status": "queued", "job": accepted.job_id}, status_code=202), "queued", event)
-    log.info("delivery=%s event=%s.%s outcome=ignored reason=%r ms=%s", delivery, event, action, reason,
-             elapsed)
+    # Most of an organisation's deliveries are ignored (pushes, CI events): a line each would drown the log.
+    log.debug("delivery=%s event=%s.%s outcome=ignored reason=%r ms=%s", delivery, event, action, reason,
+              elapsed)
     return _Answer(JSONResponse({"status": "ignored", "reason": reason}, status_code=200), "ignored", event)
+
+
+def _writer(request: Request, honk: HonkState) -> DeliveryWriter:
+    """The app's group-commit writer (app/web/app.py makes it; an app assembled otherwise gets one here)."""
+    writer: DeliveryWriter | None = getattr(request.app.state, "deliveries", None)
+    if writer is None or writer.queue is not honk.queue:
+        writer = request.app.state.deliveries = DeliveryWriter(honk.queue)
+    return writer
 
 
 async def _read_body(request: Request) -> bytes | None:

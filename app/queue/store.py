@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -31,6 +33,18 @@ class JobBackoff:
     def delay(self, attempt: int) -> float:
         """Exponential backoff after the given (1-based) failed attempt."""
         return min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A delivery to record, as the trigger rules decided it: with the job it asks for, or the reason it asks
+    for none."""
+
+    delivery_id: str
+    event: str
+    action: str | None
+    request: JobRequest | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,35 +69,57 @@ class JobQueue:
 
     def accept_delivery(self, delivery_id: str, event: str, action: str | None,
                         request: JobRequest | None, reason: str | None = None) -> Accepted:
-        """Record a delivery and, when it asks for work, its job, in one transaction. A delivery id seen
-        before (by this process or any other sharing the database) is reported as a duplicate."""
-        try:
-            with self.db.session() as session:
-                now = self.db.now(session)
-                job = self._insert_job(session, request, now) if request else None
-                session.add(Delivery(id=delivery_id, event=event, action=action, received_at=now,
-                                     outcome="queued" if job else "ignored", reason=reason,
-                                     job_id=job.id if job else None))
-        except IntegrityError:
-            return Accepted(duplicate=True)
-        return Accepted(duplicate=False, job_id=job.id if job else None)
+        """Record one delivery and, when it asks for work, its job (see `accept_deliveries`)."""
+        return self.accept_deliveries([Incoming(delivery_id, event, action, request, reason)])[0]
+
+    def accept_deliveries(self, batch: list[Incoming]) -> list[Accepted]:
+        """Record deliveries and the jobs of those that ask for work, all in one transaction: a batch costs one
+        durable commit however many deliveries it holds (group commit). A delivery id seen before, by any
+        process sharing the database or earlier in the same batch, is a duplicate and queues nothing; the
+        database decides (`ON CONFLICT DO NOTHING` on the delivery's key), so concurrent web processes agree."""
+        answers: list[Accepted] = [Accepted(duplicate=True)] * len(batch)
+        first: dict[str, int] = {}  # delivery id -> its first place in the batch
+        for place, item in enumerate(batch):
+            first.setdefault(item.delivery_id, place)
+        with self.db.session() as session:
+            now = self.db.now(session)
+            rows = [{"id": item.delivery_id, "event": item.event, "action": item.action, "received_at": now,
+                     "outcome": "queued" if item.request else "ignored", "reason": item.reason, "job_id": None}
+                    for item in (batch[place] for place in first.values())]
+            insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
+            new = set(session.scalars(insert(Delivery).values(rows).on_conflict_do_nothing(index_elements=["id"])
+                                      .returning(Delivery.id)).all())
+            places = [place for delivery_id, place in first.items() if delivery_id in new]
+            asked = [place for place in places if batch[place].request is not None]
+            jobs = [self._new_job(batch[place].request, now) for place in asked]  # type: ignore[arg-type]
+            session.add_all(jobs)
+            session.flush()  # one INSERT ... RETURNING for all the jobs' ids
+            session.add_all(_queued_event(job, now) for job in jobs)
+            if jobs:
+                session.execute(update(Delivery), [{"id": batch[place].delivery_id, "job_id": job.id}
+                                                   for place, job in zip(asked, jobs, strict=True)])
+            for place in places:
+                answers[place] = Accepted(duplicate=False)
+            for place, job in zip(asked, jobs, strict=True):
+                answers[place] = Accepted(duplicate=False, job_id=job.id)
+        return answers
 
     def enqueue(self, request: JobRequest) -> int:
         with self.db.session() as session:
-            return self._insert_job(session, request, self.db.now(session)).id
+            now = self.db.now(session)
+            job = self._new_job(request, now)
+            session.add(job)
+            session.flush()
+            session.add(_queued_event(job, now))
+            return job.id
 
-    def _insert_job(self, session: Session, request: JobRequest, now: datetime) -> Job:
-        job = Job(kind=request.kind.value, subject=request.subject, repo=request.repo, number=request.number,
-                  installation_id=request.installation_id, requester=request.requester,
-                  delivery_id=request.trigger.get("delivery_id"), payload=request.trigger,
-                  status=JobStatus.QUEUED, attempts=0, max_attempts=self.retry.max_attempts,
-                  run_after=now + timedelta(seconds=request.delay_seconds),
-                  cancel_requested=False, created_at=now, updated_at=now)
-        session.add(job)
-        session.flush()
-        _event(session, job.id, now, "job.queued", kind=job.kind, subject=job.subject,
-               requester=job.requester)
-        return job
+    def _new_job(self, request: JobRequest, now: datetime) -> Job:
+        return Job(kind=request.kind.value, subject=request.subject, repo=request.repo, number=request.number,
+                   installation_id=request.installation_id, requester=request.requester,
+                   delivery_id=request.trigger.get("delivery_id"), payload=request.trigger,
+                   status=JobStatus.QUEUED, attempts=0, max_attempts=self.retry.max_attempts,
+                   run_after=now + timedelta(seconds=request.delay_seconds),
+                   cancel_requested=False, created_at=now, updated_at=now)
 
     # Worker side
 
@@ -292,6 +328,11 @@ def _cancel(session: Session, job: Job, now: datetime, note: str) -> None:
 
 def _held(job_id: int, worker_id: str) -> tuple[Any, ...]:
     return Job.id == job_id, Job.lease_owner == worker_id, Job.status == JobStatus.RUNNING
+
+
+def _queued_event(job: Job, at: datetime) -> JobEvent:
+    return JobEvent(job_id=job.id, at=at, kind="job.queued",
+                    data={"kind": job.kind, "subject": job.subject, "requester": job.requester})
 
 
 def _event(session: Session, job_id: int, at: datetime, kind: str, /, **data: Any) -> None:

@@ -24,6 +24,8 @@ from app.settings import Settings
 
 log = logging.getLogger("honk.worker")
 
+CLAIM_SPACING = 0.05  # seconds between claim rounds, however often the worker is woken
+
 
 class Worker:
     def __init__(self, queue: JobQueue, handlers: Handlers, settings: Settings, worker_id: str | None = None):
@@ -51,6 +53,7 @@ class Worker:
                  self.settings.honk_lease_seconds)
         next_reclaim = 0.0
         while not stop.is_set():
+            round_started = time.monotonic()
             try:
                 if time.monotonic() >= next_reclaim:
                     for job_id in await asyncio.to_thread(self.queue.reclaim_expired):
@@ -67,6 +70,11 @@ class Worker:
             except Exception as exc:  # the database hiccuped: keep the worker alive and try again
                 log.error("worker %s: cannot reach the queue: %s", self.id, exc)
             await _first_of(stop.wait(), self._wake.wait(), timeout=self.settings.honk_poll_seconds)
+            # A busy intake wakes the worker for every queued delivery, but a claim is a write transaction that
+            # competes with the intake's own: at most one claim round per CLAIM_SPACING seconds.
+            spare = CLAIM_SPACING - (time.monotonic() - round_started)
+            if spare > 0 and not stop.is_set():
+                await _first_of(stop.wait(), timeout=spare)
         await self._drain()
 
     def _start(self, job: Job, lease: str) -> None:

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from starlette.concurrency import run_in_threadpool
 
 from app.intake import webhooks
+from app.intake.writer import DeliveryWriter
 from app.process import HonkState
 from app.web import pages, setup_flow
 from app.web.auth import has_token
@@ -20,6 +21,7 @@ def create_app(state: HonkState) -> FastAPI:
     app.state.honk = state
     app.state.metrics = Metrics(state.db)  # one registry per app; the webhook route counts into it
     app.state.login_throttle = pages.LoginThrottle()  # failed sign-ins per client, for this app
+    app.state.deliveries = DeliveryWriter(state.queue)  # the webhook route's group commit
     app.include_router(webhooks.router)
     app.include_router(setup_flow.router)
     app.include_router(pages.router)
