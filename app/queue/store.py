@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -91,17 +91,23 @@ class JobQueue:
                                       .returning(Delivery.id)).all())
             places = [place for delivery_id, place in first.items() if delivery_id in new]
             asked = [place for place in places if batch[place].request is not None]
-            jobs = [self._new_job(batch[place].request, now) for place in asked]  # type: ignore[arg-type]
-            session.add_all(jobs)
-            session.flush()  # one INSERT ... RETURNING for all the jobs' ids
-            session.add_all(_queued_event(job, now) for job in jobs)
-            if jobs:
-                session.execute(update(Delivery), [{"id": batch[place].delivery_id, "job_id": job.id}
-                                                   for place, job in zip(asked, jobs, strict=True)])
+            # Core statements, not the ORM's unit of work: a batch is a few multi-row statements however large.
+            job_ids: list[int] = []
+            if asked:
+                rows = [self._job_row(batch[place].request, now) for place in asked]  # type: ignore[arg-type]
+                jobs, events, deliveries = Job.__table__, JobEvent.__table__, Delivery.__table__
+                job_ids = list(session.scalars(insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows))
+                session.execute(insert(events), [
+                    {"job_id": job_id, "at": now, "kind": "job.queued",
+                     "data": {"kind": row["kind"], "subject": row["subject"], "requester": row["requester"]}}
+                    for job_id, row in zip(job_ids, rows, strict=True)])
+                session.execute(update(deliveries).where(deliveries.c.id == bindparam("delivery")).values(
+                    job_id=bindparam("job")), [{"delivery": batch[place].delivery_id, "job": job_id}
+                                               for place, job_id in zip(asked, job_ids, strict=True)])
             for place in places:
                 answers[place] = Accepted(duplicate=False)
-            for place, job in zip(asked, jobs, strict=True):
-                answers[place] = Accepted(duplicate=False, job_id=job.id)
+            for place, job_id in zip(asked, job_ids, strict=True):
+                answers[place] = Accepted(duplicate=False, job_id=job_id)
         return answers
 
     def enqueue(self, request: JobRequest) -> int:
@@ -114,12 +120,15 @@ class JobQueue:
             return job.id
 
     def _new_job(self, request: JobRequest, now: datetime) -> Job:
-        return Job(kind=request.kind.value, subject=request.subject, repo=request.repo, number=request.number,
-                   installation_id=request.installation_id, requester=request.requester,
-                   delivery_id=request.trigger.get("delivery_id"), payload=request.trigger,
-                   status=JobStatus.QUEUED, attempts=0, max_attempts=self.retry.max_attempts,
-                   run_after=now + timedelta(seconds=request.delay_seconds),
-                   cancel_requested=False, created_at=now, updated_at=now)
+        return Job(**self._job_row(request, now))
+
+    def _job_row(self, request: JobRequest, now: datetime) -> dict[str, Any]:
+        return {"kind": request.kind.value, "subject": request.subject, "repo": request.repo,
+                "number": request.number, "installation_id": request.installation_id,
+                "requester": request.requester, "delivery_id": request.trigger.get("delivery_id"),
+                "payload": request.trigger, "status": JobStatus.QUEUED, "attempts": 0,
+                "max_attempts": self.retry.max_attempts, "run_after": now + timedelta(seconds=request.delay_seconds),
+                "cancel_requested": False, "created_at": now, "updated_at": now}
 
     # Worker side
 
