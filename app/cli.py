@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +24,11 @@ from app.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("honk")
 
+SETUP_CODE_VARIABLE = "HONK_SETUP_CODE"  # passed by `honk web --workers N` to the processes it starts
+SLUG_ATTEMPT_SECONDS = 300.0  # one attempt, GitHubApp's own retries included; a guard against a hung connection
+SLUG_RETRY_SECONDS = 30.0  # then, while GitHub cannot be reached, ask again after this, doubling
+SLUG_MAX_RETRY_SECONDS = 1800.0
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="honk", description="Hand GitHub issues and reviews to Claude.")
@@ -32,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--port", type=int, default=None, help="port (default $PORT, else 3000)")
         cmd.add_argument("--public-url", default=None,
                          help="where users and GitHub reach Honk (sets HONK_PUBLIC_URL for this run)")
+        cmd.add_argument("--proxy", default=None, metavar="URL",
+                         help="relay webhooks from this smee.io channel (sets HONK_WEBHOOK_PROXY_URL for this run)")
+        if name == "web":
+            cmd.add_argument("--workers", type=_positive, default=1, metavar="N",
+                             help="web processes sharing the port, one per core (default 1)")
+            # The processes `--workers` starts: they share the port, and leave the relay and the log to the first.
+            cmd.add_argument("--follower", action="store_true", help=argparse.SUPPRESS)
     commands.add_parser("worker", help="worker only; any number may share one database")
     run = commands.add_parser("run", help="run the agent on a local checkout, without GitHub")
     run.add_argument("--repo", type=Path, required=True, help="path to a git checkout")
@@ -47,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "public_url", None):
         # Through the environment, so that settings reloaded after the first-run setup keep it too.
         os.environ["HONK_PUBLIC_URL"] = args.public_url
+    if getattr(args, "proxy", None):
+        os.environ["HONK_WEBHOOK_PROXY_URL"] = args.proxy
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -55,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("serve", "web"):
             port = args.port if args.port is not None else _port_from_env()
-            return asyncio.run(_serve(settings, args.host, port, with_worker=args.command == "serve"))
+            workers = getattr(args, "workers", 1)
+            if workers > 1:
+                return _serve_many(settings, args.host, port, workers)
+            follower = getattr(args, "follower", False)
+            return asyncio.run(_serve(settings, args.host, port, with_worker=args.command == "serve",
+                                      reuse_port=follower, follower=follower))
         if args.command == "worker":
             return asyncio.run(_worker(settings))
         from app.agent.local import run_local  # the agent is heavy; only `run` needs it here
@@ -67,20 +89,28 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool) -> int:
+async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool, reuse_port: bool = False,
+                 follower: bool = False) -> int:
     state = _prepare(settings, host)
+    if os.environ.get(SETUP_CODE_VARIABLE):  # one of `honk web --workers N`: all share the first one's code
+        state.setup_code = os.environ[SETUP_CODE_VARIABLE]
     # Links in comments and pull requests point here unless HONK_PUBLIC_URL says otherwise.
     settings.honk_public_url = settings.honk_public_url or f"http://{_url_host(host)}:{port}"
     state.public_url = settings.honk_public_url
     # Until the sockets are bound and looked at, the job pages assume the worst (README, "Security").
     state.bound_loopback = False
+    from app.intake.relay import WebhookRelay, webhook_url
     from app.web.app import create_app
     from app.web.auth import sockets_are_loopback
     from app.web.setup_flow import setup_url
 
+    relay_target: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
     def started(server: uvicorn.Server) -> None:
         addresses = [sock.getsockname() for listener in server.servers for sock in listener.sockets or ()]
         state.bound_loopback = sockets_are_loopback(addresses)
+        if not relay_target.done() and (own := webhook_url(addresses)) is not None:
+            relay_target.set_result(own)  # the relay posts to the route on a socket the server really bound
         if not state.bound_loopback and settings.honk_dashboard_token is None:
             log.warning("Honk listens beyond loopback (%s) and HONK_DASHBOARD_TOKEN is not set: the job pages "
                         "answer 403 until it is", ", ".join(_shown_address(a) for a in addresses))
@@ -91,15 +121,21 @@ async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool)
 
     async def web() -> None:
         try:
-            await server.serve()
+            # Several processes on one port (`--workers`): each binds it with SO_REUSEPORT and the kernel
+            # spreads connections between them.
+            await server.serve(sockets=[_reusable_socket(host, port)] if reuse_port else None)
         finally:
             stop.set()
 
-    await _learn_app_slug(state)
+    # In the background: GitHub may be slow or unreachable, and the server must listen meanwhile. The trigger
+    # rules read the slug per delivery, so learning it a moment later is enough.
+    slug = asyncio.create_task(_learn_app_slug(state))
+    relay = (asyncio.create_task(WebhookRelay(settings.honk_webhook_proxy_url).serve(stop, relay_target))
+             if settings.honk_webhook_proxy_url and not follower else None)  # one relay: a delivery arrives once
     with _signals(stop, server):
         log.info("honk %s listening on http://%s:%d (database %s)", "serve" if with_worker else "web",
                  _url_host(host), port, state.db.safe_url)
-        if state.settings.missing_github():
+        if state.settings.missing_github() and not follower:
             # The setup pages ask anyone not on this machine for this code (app/setup_flow.py); the log is
             # where the operator, and only the operator, finds it.
             log.warning("First-run setup: open %s", setup_url(settings.honk_public_url, state.setup_code))
@@ -110,6 +146,9 @@ async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool)
             await asyncio.gather(web(), worker.run(stop))
         else:
             await web()
+    slug.cancel()  # it may still be waiting for GitHub
+    # The relay stops by itself once `stop` is set, after letting a delivery it is posting finish.
+    await asyncio.gather(slug, *([relay] if relay else []), return_exceptions=True)
     state.db.dispose()
     return 0 if server.started else 1
 
@@ -124,24 +163,108 @@ async def _worker(settings: Settings) -> int:
     return 0
 
 
-async def _learn_app_slug(state: HonkState, timeout: float = 10.0) -> None:
-    """Learn the App's slug, so that a mention of `@<slug>` asks Honk to work too. Never fatal: without
-    it only HONK_TRIGGER is recognised, and the log says so."""
-    from githubkit.exception import GitHubException
+async def _learn_app_slug(state: HonkState, timeout: float = SLUG_ATTEMPT_SECONDS,
+                          retry_after: float = SLUG_RETRY_SECONDS) -> None:
+    """Learn the App's slug, so that a mention of `@<slug>` asks Honk to work too. Runs beside the server and
+    never stops it: while GitHub cannot be reached only HONK_TRIGGER is recognised, the log says why, and Honk
+    asks again (with backoff) until GitHub answers or refuses."""
+    from githubkit.exception import GitHubException, RequestFailed
 
     from app.github.client import GitHubApp, GitHubNotConfigured
 
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            info = await asyncio.wait_for(GitHubApp.for_settings(state.settings).app_info(), timeout)
+            slug = info["slug"]
+        except GitHubNotConfigured:
+            return  # the first-run setup learns it once the App exists
+        except RequestFailed as exc:
+            if exc.response.status_code < 500:  # asking again changes nothing (a wrong key, a wrong URL)
+                log.warning("cannot learn the App's slug from GitHub (%s); only %s will be recognised (run "
+                            "honk doctor)", _reason(exc), state.settings.honk_trigger)
+                return
+            problem: BaseException = exc
+        except (GitHubException, TimeoutError, KeyError, TypeError, ValueError) as exc:
+            problem = exc
+        else:
+            state.learn_app_slug(slug)
+            log.info("GitHub App %r (id %s): mentions of @%s ask Honk to work", info.get("name"), info.get("id"),
+                     slug)
+            return
+        wait = min(retry_after * 2 ** (attempt - 1), SLUG_MAX_RETRY_SECONDS)
+        reason = (f"TimeoutError: no answer from {state.settings.github_api_url} within {timeout:.0f} s"
+                  if isinstance(problem, TimeoutError) else _reason(problem))
+        # Once loudly; afterwards quietly, so that a laptop offline for a day does not fill its log.
+        (log.warning if attempt == 1 else log.debug)(
+            "cannot learn the App's slug from GitHub (%s); only %s will be recognised until it answers (asking "
+            "again in %.0f s)", reason, state.settings.honk_trigger, wait)
+        await asyncio.sleep(wait)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a log line's reason: its type and message, and what caused it; never empty (a timeout's
+    message is)."""
+    from githubkit.exception import RequestFailed
+
+    if isinstance(exc, RequestFailed):
+        response = exc.response
+        try:
+            body = response.json()
+            message = str(body.get("message") or body) if isinstance(body, dict) else str(body)
+        except ValueError:
+            message = response.text.strip()[:200] or "no body"
+        return f"GitHub answered {response.status_code}: {message}"
+    text = str(exc).strip()
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        said = str(cause).strip()
+        if said and said != text:
+            reason += f" ({type(cause).__name__}: {said})"
+        elif type(cause) is not type(exc):
+            reason += f" ({type(cause).__name__})"  # e.g. githubkit's RequestError repeats httpx's ConnectError
+    return reason
+
+
+def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
+    """`honk web --workers N`: this process and N-1 more serve one port (SO_REUSEPORT), each with its own event
+    loop, group-commit writer and database connections, so that intake uses every core. They share the first-run
+    setup code; only this one relays a webhook channel and logs the setup address. Stopping this one stops all."""
+    code = secrets.token_urlsafe(24)
+    env = {**os.environ, SETUP_CODE_VARIABLE: code}
+    others = [subprocess.Popen([sys.executable, "-m", "app", "web", "--host", host, "--port", str(port),
+                                "--follower"], env=env) for _ in range(workers - 1)]
+    os.environ[SETUP_CODE_VARIABLE] = code
     try:
-        info = await asyncio.wait_for(GitHubApp.for_settings(state.settings).app_info(), timeout)
-    except GitHubNotConfigured:
-        return
-    except (GitHubException, TimeoutError, KeyError, ValueError) as exc:
-        log.warning("cannot learn the App's slug from GitHub (%s); only %s will be recognised",
-                    exc or type(exc).__name__, state.settings.honk_trigger)
-        return
-    state.learn_app_slug(info["slug"])
-    log.info("GitHub App %r (id %s): mentions of @%s ask Honk to work", info.get("name"), info.get("id"),
-             info["slug"])
+        return asyncio.run(_serve(settings, host, port, with_worker=False, reuse_port=True))
+    finally:
+        for other in others:
+            other.terminate()
+        for other in others:
+            try:
+                other.wait(timeout=settings.honk_shutdown_grace_seconds + 10)
+            except subprocess.TimeoutExpired:
+                other.kill()
+
+
+def _reusable_socket(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _prepare(settings: Settings, host: str) -> HonkState:
@@ -160,7 +283,17 @@ def _make_worker(state: HonkState):
     from app.jobs.registry import handlers
     from app.queue.worker import Worker
 
+    _warn_without_bwrap(state.settings)
     return Worker(state.queue, handlers, state.settings)
+
+
+def _warn_without_bwrap(settings: Settings) -> None:
+    """Say at start, not at each job's sandbox step, that jobs cannot run here (what `honk doctor` checks in
+    full; the sandbox looks bwrap up on PATH the same way)."""
+    if settings.honk_sandbox == "bwrap" and shutil.which("bwrap") is None:
+        log.warning("bubblewrap (bwrap) is not on PATH, so every job will fail when it starts its sandbox: install "
+                    "it (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap) and restart, "
+                    "or run honk doctor")
 
 
 class _Server(uvicorn.Server):

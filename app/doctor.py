@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -108,9 +109,12 @@ async def check_github_app(settings: Settings) -> list[Check]:
 
     name = "GitHub App"
     missing = [v for v in settings.missing_github() if "WEBHOOK" not in v]
+    if settings.github_app_id is None:
+        return [fail(name, f"{' and '.join(missing)} not set: no GitHub App yet", _register_fix(settings))]
     if missing:
         return [fail(name, f"{' and '.join(missing)} not set",
-                     "create the GitHub App (see README), then set its id and private key")]
+                     "generate a private key on the App's settings page on GitHub and set GITHUB_PRIVATE_KEY (or "
+                     "GITHUB_PRIVATE_KEY_PATH)")]
     github = GitHubApp(settings, retry=GitHubRetry(retries=0))  # a doctor wants the first answer, not a retry
     try:
         info = await asyncio.wait_for(github.app_info(), NETWORK_TIMEOUT)
@@ -134,9 +138,27 @@ async def check_github_app(settings: Settings) -> list[Check]:
                      f"at {settings.github_api_url}")]
 
 
+def _register_fix(settings: Settings) -> str:
+    """Where to register the App: the first-run setup page of `honk serve`. From this machine the page opens
+    as it is; from anywhere else it needs the one-time code that only the running server knows and logs."""
+    base = settings.honk_public_url or f"http://127.0.0.1:{_serve_port()}"
+    return (f"start honk serve and open {base}/setup to register the App (from another machine, open the "
+            "address in its log line \"First-run setup: open …\", which carries the one-time setup code), or set "
+            "GITHUB_APP_ID and GITHUB_PRIVATE_KEY of an App you already have")
+
+
+def _serve_port() -> str:
+    # What `honk serve` listens on without --port.
+    port = os.environ.get("PORT", "")
+    return port if port.isdigit() else "3000"
+
+
 async def check_webhook_secret(settings: Settings) -> list[Check]:
     name = "webhook secret"
     secret = settings.webhook_secret
+    if secret is None and settings.github_app_id is None:
+        return [fail(name, "GITHUB_WEBHOOK_SECRET is not set, so every delivery is refused with 401",
+                     "registering the App on the setup page (see the GitHub App line) sets it too")]
     if secret is None:
         return [fail(name, "GITHUB_WEBHOOK_SECRET is not set, so every delivery is refused with 401",
                      "set GITHUB_WEBHOOK_SECRET to the secret in the App's webhook settings")]

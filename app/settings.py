@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     honk_database_url: str | None = None
     honk_public_url: str | None = None
     honk_dashboard_token: SecretStr | None = None
+    # A smee.io-style channel (server-sent events) whose deliveries `honk serve`/`honk web` relay to their own
+    # webhook route: for a laptop that GitHub cannot reach (app/intake/relay.py).
+    honk_webhook_proxy_url: str | None = None
 
     # Sandbox for the model's commands
     honk_sandbox: Literal["bwrap", "none"] = "bwrap"
@@ -111,7 +114,7 @@ class Settings(BaseSettings):
                              f"python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
         return value
 
-    @field_validator("github_api_url", "honk_public_url")
+    @field_validator("github_api_url", "honk_public_url", "honk_webhook_proxy_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

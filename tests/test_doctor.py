@@ -110,6 +110,35 @@ def test_a_key_that_is_not_the_apps_fails_and_says_which_variables(
     assert line(lines, "webhook secret").startswith("✓ ")  # every other check still ran
 
 
+def test_no_app_points_at_the_setup_page(good_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                         run_doctor: Callable[[dict[str, str]], tuple[int, list[str]]]) -> None:
+    monkeypatch.delenv("PORT", raising=False)
+    no_app = {k: v for k, v in good_env.items() if k not in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY",
+                                                               "GITHUB_WEBHOOK_SECRET")}
+    code, lines = run_doctor(no_app)
+    assert code == 1
+    text = failing(lines, "GitHub App")
+    assert "no GitHub App yet" in text and "open http://127.0.0.1:3000/setup " in text
+    assert '"First-run setup: open …"' in text  # from elsewhere, the server's log has the one-time code
+    assert "setup page" in failing(lines, "webhook secret")  # registering sets the secret too
+
+
+def test_no_app_points_at_the_public_setup_page(good_env: dict[str, str],
+                                                run_doctor: Callable[[dict[str, str]], tuple[int, list[str]]]) -> None:
+    no_app = {k: v for k, v in good_env.items() if k not in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY")}
+    code, lines = run_doctor({**no_app, "HONK_PUBLIC_URL": "https://honk.example.org/"})
+    assert code == 1
+    assert "open https://honk.example.org/setup " in failing(lines, "GitHub App")
+
+
+def test_an_app_without_its_key_says_to_generate_one(
+        good_env: dict[str, str], run_doctor: Callable[[dict[str, str]], tuple[int, list[str]]]) -> None:
+    code, lines = run_doctor({k: v for k, v in good_env.items() if k != "GITHUB_PRIVATE_KEY"})
+    assert code == 1
+    text = failing(lines, "GitHub App")
+    assert "generate a private key" in text and "/setup" not in text
+
+
 def test_no_webhook_secret_fails(good_env: dict[str, str],
                                  run_doctor: Callable[[dict[str, str]], tuple[int, list[str]]]) -> None:
     code, lines = run_doctor({**good_env, "GITHUB_WEBHOOK_SECRET": ""})

@@ -3,14 +3,22 @@ accepted request survives a worker killed in the middle of it."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
+from app.cli import _reason
 from app.process import HonkState
 from app.settings import Settings
 from app.web.app import create_app
@@ -60,6 +68,114 @@ def test_serve_answers_healthz_and_says_what_is_missing(tmp_path: Path) -> None:
     log = honk.output()
     assert "GitHub is not configured: set GITHUB_APP_ID" in log
     assert (tmp_path / "data" / "honk.db").exists()  # SQLite in HONK_DATA_DIR by default
+
+
+class HangingGitHub:
+    """A GitHub that takes `GET /app` and answers only once the test releases it."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self.released = threading.Event()
+        self.app = Starlette(routes=[Route("/app", self._app)])
+
+    async def _app(self, request: Request) -> JSONResponse:
+        self.asked.set()
+        while not self.released.is_set():
+            await asyncio.sleep(0.02)
+        return JSONResponse({"id": 4242, "slug": "honk-hangs", "name": "Honk (hangs)"})
+
+
+def test_serve_listens_while_github_hangs_and_learns_the_slug_later(tmp_path: Path, app_key: str) -> None:
+    hanging = HangingGitHub()
+    port = free_port()
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    with live_server(hanging.app) as github_url:
+        honk = HonkProcess(["serve", "--port", str(port)],
+                           honk_env(tmp_path, GITHUB_APP_ID="4242", GITHUB_PRIVATE_KEY=app_key.replace("\n", "\\n"),
+                                    GITHUB_API_URL=github_url), tmp_path, tmp_path / "serve.log")
+        try:
+            honk.wait_http(healthz)
+            wait_for(hanging.asked.is_set, what="Honk to ask GitHub for its App")
+            assert httpx.get(healthz).json() == {"status": "ok"}  # while GitHub has not answered
+            assert "mentions of @honk-hangs" not in honk.output()
+            hanging.released.set()
+            wait_for(lambda: "mentions of @honk-hangs ask Honk to work" in honk.output(),
+                     what="the slug, once GitHub answers")
+        finally:
+            hanging.released.set()
+            code = honk.stop(signal.SIGTERM)
+    assert code == 0, honk.output()
+
+
+@pytest.mark.slow  # GitHubApp retries a dropped connection four times (about 18 s) before Honk gives a reason
+def test_serve_says_why_it_cannot_learn_the_slug(tmp_path: Path, app_key: str) -> None:
+    port = free_port()
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    honk = HonkProcess(["serve", "--port", str(port)],
+                       honk_env(tmp_path, GITHUB_APP_ID="4242", GITHUB_PRIVATE_KEY=app_key.replace("\n", "\\n"),
+                                GITHUB_API_URL=nowhere), tmp_path, tmp_path / "serve.log")
+    try:
+        honk.wait_http(f"http://127.0.0.1:{port}/healthz")  # before GitHub has even been given up on
+        line = wait_for(lambda: next((text for text in honk.output().splitlines()
+                                      if "cannot learn the App's slug" in text), None),
+                        timeout=90, what="the reason GitHub cannot be asked")
+    finally:
+        assert honk.stop(signal.SIGTERM) == 0
+    assert "(RequestError: All connection attempts failed (ConnectError))" in line, line
+    assert "only @honk will be recognised until it answers" in line
+
+
+def test_a_reason_is_never_empty() -> None:
+    assert _reason(TimeoutError()) == "TimeoutError"
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as exc:
+            raise RuntimeError("cannot connect") from exc
+    except RuntimeError as exc:
+        assert _reason(exc) == "RuntimeError: cannot connect (ConnectionRefusedError: [Errno 111] Connection refused)"
+
+
+@pytest.fixture
+def path_without_bwrap(tmp_path: Path) -> str:
+    """A PATH with git and python but no bubblewrap."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("git", "python3"):
+        found = shutil.which(program)
+        if found:
+            (bin_dir / program).symlink_to(found)
+    return str(bin_dir)
+
+
+NO_BWRAP = "bubblewrap (bwrap) is not on PATH, so every job will fail"
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_what_runs_jobs_says_at_start_that_bwrap_is_missing(tmp_path: Path, path_without_bwrap: str,
+                                                            command: str) -> None:
+    port = free_port()
+    args = [command, "--port", str(port)] if command == "serve" else [command]
+    honk = HonkProcess(args, honk_env(tmp_path, PATH=path_without_bwrap), tmp_path, tmp_path / f"{command}.log")
+    try:
+        wait_for(lambda: NO_BWRAP in honk.output(), what="the warning")
+    finally:
+        assert honk.stop(signal.SIGTERM) == 0, honk.output()
+    [line] = [text for text in honk.output().splitlines() if NO_BWRAP in text]  # one line, once
+    assert "apt-get install bubblewrap" in line
+
+
+@pytest.mark.parametrize(("command", "extra"), [("serve", {"HONK_SANDBOX": "none"}), ("web", {})])
+def test_no_bwrap_warning_without_the_sandbox_or_without_jobs(tmp_path: Path, path_without_bwrap: str,
+                                                               command: str, extra: dict[str, str]) -> None:
+    port = free_port()
+    honk = HonkProcess([command, "--port", str(port)], honk_env(tmp_path, PATH=path_without_bwrap, **extra),
+                       tmp_path, tmp_path / f"{command}.log")
+    try:
+        honk.wait_http(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        assert honk.stop(signal.SIGTERM) == 0, honk.output()
+    assert NO_BWRAP not in honk.output()
 
 
 def test_writer_is_authorised_and_reader_is_refused(tmp_path: Path, github: tuple[FakeGitHub, str],

@@ -59,6 +59,7 @@ def test_private_key_from_a_file(make_settings: Callable[..., Settings], tmp_pat
     ("HONK_TRIGGER", "honk", "HONK_TRIGGER"),
     ("HONK_DATABASE_URL", "mysql://x", "HONK_DATABASE_URL"),
     ("HONK_WORKER_CONCURRENCY", "0", "HONK_WORKER_CONCURRENCY"),
+    ("HONK_WEBHOOK_PROXY_URL", "smee.io/abc", "HONK_WEBHOOK_PROXY_URL: must start with http:// or https://"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(make_settings: Callable[..., Settings],
                                                      monkeypatch: pytest.MonkeyPatch, name: str, value: str,

@@ -76,12 +76,15 @@ def manifest_path() -> Path:
     raise FileNotFoundError(f"app.yml is neither in {package} nor in {package.parent}")
 
 
-def build_manifest(public_url: str, template: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The App manifest for a Honk reachable at `public_url`: webhooks and the callback point here; the rest
-    (name, url, permissions, events) is kept from `app.yml`."""
+def build_manifest(public_url: str, template: Mapping[str, Any] | None = None, *,
+                   relay_url: str | None = None) -> dict[str, Any]:
+    """The App manifest for a Honk reachable at `public_url`: webhooks and the callback point here (webhooks to
+    the relay's channel instead, when Honk reads one: HONK_WEBHOOK_PROXY_URL); the rest (name, url, permissions,
+    events) is kept from `app.yml`."""
     manifest = dict(template if template is not None else yaml.safe_load(manifest_path().read_text()))
     base = public_url.rstrip("/")
-    manifest["hook_attributes"] = {**(manifest.get("hook_attributes") or {}), "url": base + WEBHOOK_PATH}
+    manifest["hook_attributes"] = {**(manifest.get("hook_attributes") or {}),
+                                   "url": relay_url or base + WEBHOOK_PATH}
     manifest["redirect_url"] = base + CALLBACK_PATH
     if "callback_urls" in manifest:  # app.yml's placeholder would point at someone's localhost
         manifest["callback_urls"] = [base + CALLBACK_PATH]
@@ -313,7 +316,7 @@ def setup_page(request: Request, public_url: str | None = None, organization: st
         problems.append(f"{org!r} is not a GitHub organization name")
         org = None
     try:
-        manifest = build_manifest(url)
+        manifest = build_manifest(url, relay_url=settings.honk_webhook_proxy_url)
     except (OSError, yaml.YAMLError) as exc:
         return _render("setup_message.html", 500, title="Honk: setup",
                        message=f"Cannot read the App manifest: {exc}")
@@ -333,8 +336,9 @@ def setup_page(request: Request, public_url: str | None = None, organization: st
         action=registration_url(settings.github_api_url, state, org), root=root, state=state,
         # Dumped here, not with tojson: the form posts this text to GitHub as is, in app.yml's key order.
         manifest_json=json.dumps(manifest), manifest_text=json.dumps(manifest, indent=2),
-        unreachable=_is_local(url) and urlsplit(root).hostname == "github.com",
-        again=again, webhook_path=WEBHOOK_PATH, callback_path=CALLBACK_PATH)
+        unreachable=(_is_local(url) and urlsplit(root).hostname == "github.com"
+                     and not settings.honk_webhook_proxy_url),
+        again=again, webhook_path=WEBHOOK_PATH, callback_path=CALLBACK_PATH, relay_url=settings.honk_webhook_proxy_url)
     # The address may hold the setup code: GitHub, where the form posts, gets only Honk's origin.
     page.headers["Referrer-Policy"] = "strict-origin"
     return page

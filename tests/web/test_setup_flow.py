@@ -369,3 +369,12 @@ def test_first_run_registers_the_app_and_serves_it_without_a_restart(tmp_path: P
     assert "registered GitHub App" in log
     for secret in (app["webhook_secret"], app["client_secret"], app_key.splitlines()[1]):
         assert secret not in log
+
+
+def test_with_a_relay_the_apps_webhooks_go_to_the_channel() -> None:
+    """On a laptop (HONK_WEBHOOK_PROXY_URL), GitHub must send deliveries to the channel Honk reads, as Probot
+    does; the callback still comes back to Honk."""
+    channel = "https://smee.io/AbCdEfGh12345678"
+    manifest = build_manifest("http://127.0.0.1:3000", relay_url=channel)
+    assert manifest["hook_attributes"]["url"] == channel
+    assert manifest["redirect_url"] == "http://127.0.0.1:3000/setup/callback"
