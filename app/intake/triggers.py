@@ -3,6 +3,11 @@
 Routing reads the raw JSON fields it needs and never a strict schema: about a third of real deliveries
 are older or thinner than the current webhook schema, and each must still get a sensible answer. The
 sender's write permission needs a GitHub call, so the job checks it before any work, not the route.
+
+Thin is not malformed, though. A number GitHub never sends (a string, a bool, a float, zero, a negative, or
+one too big for the database's columns) in a field Honk reads means the delivery is malformed: it is ignored,
+saying which field, and never passed on. Text is passed on storable (`as_text`), and only the fields GitHub's
+schema gives as scalars are kept, with the types it gives them.
 """
 
 from __future__ import annotations
@@ -15,12 +20,19 @@ from typing import Any
 
 from app.queue.requests import JobKind, JobRequest
 from app.settings import Settings
-from app.untyped import as_dict, as_str
+from app.untyped import MAX_ID, as_dict, as_id, as_str, as_text
 
-_CODE_FENCE = re.compile(r"(?ms)^\s*(```|~~~).*?(^\s*\1|\Z)")
+# Indentation is `[ \t]*`, not `\s*`: `^\s*` spans lines, and on a comment of blank lines (GitHub allows 65,536
+# characters) each of thousands of line starts then scanned to the end, for seconds, on the event loop.
+_CODE_FENCE = re.compile(r"(?ms)^[ \t]*(```|~~~).*?(^[ \t]*\1|\Z)")
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
-_QUOTE_LINE = re.compile(r"(?m)^\s*>.*$")
+_QUOTE_LINE = re.compile(r"(?m)^[ \t]*>.*$")
 FOLLOW_UP_DEBOUNCE = 3.0  # seconds: a review's comments arrive as separate deliveries within this
+# Issue and pull request numbers: GitHub's GraphQL gives them as `Int` (32-bit), and so does Honk's jobs.number.
+MAX_NUMBER = 2**31 - 1
+MAX_REPO = 250  # jobs.repo; GitHub's own limit is 39 + 1 + 100
+MAX_LOGIN = 100  # jobs.requester; GitHub's own limit is 39 (and a suffix for managed users)
+MAX_REASON = 500
 
 
 @dataclass(frozen=True)
@@ -74,8 +86,22 @@ def _prose(text: object) -> str:
     return _QUOTE_LINE.sub("", _INLINE_CODE.sub("", _CODE_FENCE.sub("", text)))
 
 
+class _Malformed(Exception):
+    """A field holds what GitHub never sends there; the message names it."""
+
+
 def decide(event: str, payload: Any, rules: TriggerRules, delivery_id: str = "") -> Decision:
-    """Turn one delivery into a job request, or a reason to ignore it."""
+    """Turn one delivery into a job request, or a reason to ignore it. Never raises; every reason is storable."""
+    try:
+        decision = _decide(event, payload, rules, delivery_id)
+    except _Malformed as exc:
+        decision = Ignore(f"malformed delivery: {exc}")
+    if isinstance(decision, Ignore):
+        return Ignore(as_text(decision.reason, MAX_REASON))
+    return decision
+
+
+def _decide(event: str, payload: Any, rules: TriggerRules, delivery_id: str) -> Decision:
     if not isinstance(payload, dict):
         return Ignore("the payload is not a JSON object")
     action = as_str(payload.get("action"))
@@ -86,30 +112,31 @@ def decide(event: str, payload: Any, rules: TriggerRules, delivery_id: str = "")
         return Ignore(f"Honk does not act on {event} events")
     sender = as_dict(payload.get("sender"))
     if as_str(sender.get("type")).casefold() == "bot":
-        return Ignore(f"the sender {as_str(sender.get('login')) or '?'} is a bot; Honk does not take requests "
-                      "from bots")
+        return Ignore(f"the sender {as_text(sender.get('login'), MAX_LOGIN) or '?'} is a bot; Honk does not take "
+                      "requests from bots")
     via_app = as_dict(payload.get(_subject_key(event))).get("performed_via_github_app")
-    if rules.app_id is not None and as_dict(via_app).get("id") == rules.app_id:
+    if rules.app_id is not None and as_id(as_dict(via_app).get("id")) == rules.app_id:
         return Ignore("the delivery was caused by Honk itself")
-    repo = as_str(as_dict(payload.get("repository")).get("full_name"))
-    installation = as_dict(payload.get("installation")).get("id")
+    repository = as_dict(payload.get("repository"))
     decision = route(action, payload, rules)
     if isinstance(decision, Ignore):
         return decision
     kind, number, facts = decision
-    if not repo or "/" not in repo:
+    repo = _name(repository, "full_name", "repository", MAX_REPO)
+    if not repo or not _REPO.fullmatch(repo) or {".", ".."} & set(repo.split("/")):
         return Ignore("the delivery names no repository")
-    if not isinstance(installation, int):
+    installation = _id(as_dict(payload.get("installation")), "id", "installation")
+    if installation is None:
         return Ignore("the delivery names no installation: Honk acts only where its GitHub App is installed")
-    requester = as_str(sender.get("login"))
+    requester = _name(sender, "login", "sender", MAX_LOGIN)
     if not requester:
         return Ignore("the delivery names no sender")
     trigger = {
-        "delivery_id": delivery_id,
-        "event": event,
-        "action": action,
-        "sender": _pick(sender, "login", "id", "type"),
-        "repository": _pick(as_dict(payload.get("repository")), "id", "full_name", "clone_url", "html_url",
+        "delivery_id": as_text(delivery_id),
+        "event": as_text(event),
+        "action": as_text(action),
+        "sender": _pick(sender, "sender", "login", "id", "type"),
+        "repository": _pick(repository, "repository", "id", "full_name", "clone_url", "html_url",
                             "default_branch", "private", "fork"),
         **facts,
     }
@@ -122,30 +149,30 @@ _Route = tuple[JobKind, int, dict[str, Any]] | Ignore
 
 def _issues(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
     if action != "labeled":
-        return Ignore(f"issues.{action or '?'} does not ask Honk to work (only labelling with {rules.label!r})")
+        return Ignore(f"issues.{_word(action)} does not ask Honk to work (only labelling with {rules.label!r})")
     label = as_str(as_dict(payload.get("label")).get("name"))
     if label.casefold() != rules.label.casefold():
-        return Ignore(f"the label {label!r} is not {rules.label!r}")
+        return Ignore(f"the label {_shown(label)} is not {rules.label!r}")
     issue = as_dict(payload.get("issue"))
     if "pull_request" in issue:
         return Ignore("labels on pull requests do not ask Honk to work")
-    if as_str(issue.get("state")) == "closed":
-        return Ignore(f"issue #{issue.get('number')} is closed")
-    number = issue.get("number")
-    if not isinstance(number, int):
+    number = _id(issue, "number", "issue", MAX_NUMBER)
+    if number is None:
         return Ignore("the delivery names no issue number")
-    return JobKind.RESOLVE_ISSUE, number, {"type": "label", "label": label, "issue": _issue(issue)}
+    if as_str(issue.get("state")) == "closed":
+        return Ignore(f"issue #{number} is closed")
+    return JobKind.RESOLVE_ISSUE, number, {"type": "label", "label": as_text(label), "issue": _issue(issue)}
 
 
 def _issue_comment(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
     if action != "created":
-        return Ignore(f"issue_comment.{action or '?'}: only new comments are requests (an edit is not)")
+        return Ignore(f"issue_comment.{_word(action)}: only new comments are requests (an edit is not)")
     comment = as_dict(payload.get("comment"))
     if not rules.mentions_in(comment.get("body")):
         return Ignore(f"the comment does not mention {rules.mentions[0]}")
     issue = as_dict(payload.get("issue"))
-    number = issue.get("number")
-    if not isinstance(number, int):
+    number = _id(issue, "number", "issue", MAX_NUMBER)
+    if number is None:
         return Ignore("the delivery names no issue number")
     facts = {"comment": _comment(comment), "issue": _issue(issue)}
     command = rules.command_in(comment.get("body"))
@@ -161,7 +188,7 @@ def _issue_comment(action: str, payload: dict[str, Any], rules: TriggerRules) ->
 
 def _pull_request_review(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
     if action != "submitted":
-        return Ignore(f"pull_request_review.{action or '?'} does not ask Honk to work")
+        return Ignore(f"pull_request_review.{_word(action)} does not ask Honk to work")
     review = as_dict(payload.get("review"))
     changes = as_str(review.get("state")).casefold() == "changes_requested"
     if not changes and not rules.mentions_in(review.get("body")):
@@ -169,27 +196,27 @@ def _pull_request_review(action: str, payload: dict[str, Any], rules: TriggerRul
     # Changes requested without a mention is how reviewers talk to Honk's own pull requests; on anyone
     # else's pull request only a mention asks Honk to step in.
     return _on_pull(payload, rules, "review", {"review": _pick(
-        review, "id", "node_id", "body", "state", "html_url", "commit_id", "submitted_at") | {
-        "user": _pick(as_dict(review.get("user")), "login", "id", "type")}},
+        review, "review", "id", "node_id", "body", "state", "html_url", "commit_id", "submitted_at") | {
+        "user": _pick(as_dict(review.get("user")), "review.user", "login", "id", "type")}},
         honk_only=not rules.mentions_in(review.get("body")))
 
 
 def _pull_request_review_comment(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
     if action != "created":
-        return Ignore(f"pull_request_review_comment.{action or '?'}: only new comments are requests")
+        return Ignore(f"pull_request_review_comment.{_word(action)}: only new comments are requests")
     comment = as_dict(payload.get("comment"))
     if not rules.mentions_in(comment.get("body")):
         return Ignore(f"the review comment does not mention {rules.mentions[0]}")
     return _on_pull(payload, rules, "review_comment", {"comment": _comment(comment) | _pick(
-        comment, "path", "line", "original_line", "side", "diff_hunk", "in_reply_to_id",
+        comment, "comment", "path", "line", "original_line", "side", "diff_hunk", "in_reply_to_id",
         "pull_request_review_id", "commit_id")}, honk_only=False)
 
 
 def _on_pull(payload: dict[str, Any], rules: TriggerRules, kind: str, facts: dict[str, Any], *,
              honk_only: bool) -> _Route:
     pull = as_dict(payload.get("pull_request"))
-    number = pull.get("number")
-    if not isinstance(number, int):
+    number = _id(pull, "number", "pull_request", MAX_NUMBER)
+    if number is None:
         return Ignore("the delivery names no pull request number")
     head = as_dict(pull.get("head"))
     if honk_only and not as_str(head.get("ref")).startswith(rules.branch_prefix):
@@ -197,10 +224,11 @@ def _on_pull(payload: dict[str, Any], rules: TriggerRules, kind: str, facts: dic
                       f"{rules.branch_prefix!r})")
     if as_str(pull.get("state")) == "closed":
         return Ignore(f"pull request #{number} is closed")
-    summary = _pick(pull, "number", "title", "body", "html_url", "state", "draft") | {
-        "head": _pick(head, "ref", "sha") | {"repo": _pick(as_dict(head.get("repo")), "full_name", "fork")},
-        "base": _pick(as_dict(pull.get("base")), "ref", "sha"),
-        "user": _pick(as_dict(pull.get("user")), "login", "id", "type")}
+    summary = _pick(pull, "pull_request", "number", "title", "body", "html_url", "state", "draft") | {
+        "head": _pick(head, "pull_request.head", "ref", "sha") | {
+            "repo": _pick(as_dict(head.get("repo")), "pull_request.head.repo", "full_name", "fork")},
+        "base": _pick(as_dict(pull.get("base")), "pull_request.base", "ref", "sha"),
+        "user": _pick(as_dict(pull.get("user")), "pull_request.user", "login", "id", "type")}
     return JobKind.FOLLOW_UP, number, {"type": kind, "pull_request": summary, **facts}
 
 
@@ -217,20 +245,85 @@ def _subject_key(event: str) -> str:
 
 
 def _issue(issue: dict[str, Any]) -> dict[str, Any]:
-    return _pick(issue, "id", "node_id", "number", "title", "body", "html_url", "state") | {
-        "user": _pick(as_dict(issue.get("user")), "login", "id", "type"),
-        "labels": [as_str(label.get("name")) for label in issue.get("labels") or [] if isinstance(label, dict)],
+    labels = issue.get("labels")
+    return _pick(issue, "issue", "id", "node_id", "number", "title", "body", "html_url", "state") | {
+        "user": _pick(as_dict(issue.get("user")), "issue.user", "login", "id", "type"),
+        "labels": [as_text(label.get("name")) for label in labels if isinstance(label, dict)]
+        if isinstance(labels, list) else [],
         "is_pull_request": bool(issue.get("pull_request")),
     }
 
 
 def _comment(comment: dict[str, Any]) -> dict[str, Any]:
-    return _pick(comment, "id", "node_id", "body", "html_url", "created_at") | {
-        "user": _pick(as_dict(comment.get("user")), "login", "id", "type")}
+    return _pick(comment, "comment", "id", "node_id", "body", "html_url", "created_at") | {
+        "user": _pick(as_dict(comment.get("user")), "comment.user", "login", "id", "type")}
 
 
-def _pick(source: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: source[key] for key in keys if key in source}
+# The fields Honk keeps, by the type GitHub's schema gives them; every other field kept is a string.
+_IDS = {"id": MAX_ID, "in_reply_to_id": MAX_ID, "pull_request_review_id": MAX_ID, "number": MAX_NUMBER,
+        "line": MAX_NUMBER, "original_line": MAX_NUMBER}
+_FLAGS = {"private", "fork", "draft"}
+_REPO = re.compile(r"[^/\s]+/[^/\s]+")
+
+
+def _pick(source: dict[str, Any], where: str, *keys: str) -> dict[str, Any]:
+    """The keys that `source` (the payload's `where`) has, each as GitHub types it or null. A number that is
+    not one is a malformed delivery; text is made storable; anything else (an object for a title) is left out."""
+    picked: dict[str, Any] = {}
+    for key in keys:
+        if key not in source:
+            continue
+        value = source[key]
+        if value is None:
+            picked[key] = None
+        elif key in _IDS:
+            picked[key] = _id(source, key, where, _IDS[key])
+        elif key in _FLAGS:
+            if isinstance(value, bool):
+                picked[key] = value
+        elif isinstance(value, str):
+            picked[key] = as_text(value)
+    return picked
+
+
+def _id(source: dict[str, Any], key: str, where: str, maximum: int = MAX_ID) -> int | None:
+    """`source[key]` as a whole number from 1 to `maximum`; None when absent or null. Anything else there is a
+    malformed delivery (raised, so that `decide` ignores it, naming the field)."""
+    value = source.get(key)
+    if value is None:
+        return None
+    number = as_id(value, maximum)
+    if number is None:
+        raise _Malformed(f"{where}.{key} is {_shown(value)}, not a whole number from 1 to {maximum}")
+    return number
+
+
+def _name(source: dict[str, Any], key: str, where: str, limit: int) -> str:
+    """A name (a login, a repository's full name): "" when absent. Text with white space or control characters,
+    or longer than `limit`, is a malformed delivery."""
+    value = source.get(key)
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > limit or not value.isprintable() or " " in value:
+        raise _Malformed(f"{where}.{key} is {_shown(value)}, not a GitHub name")
+    return value
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A short, storable rendering of a payload value for a reason: strings quoted, containers by their type."""
+    if isinstance(value, str):
+        shown = repr(value[:limit])
+        return shown if len(value) <= limit and len(shown) <= limit + 2 else shown[:limit + 1] + "…"
+    if isinstance(value, bool | float) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        digits = str(value) if value.bit_length() < 200 else f"a {value.bit_length()}-bit number"
+        return digits[:limit]
+    return "an object" if isinstance(value, dict) else "a list" if isinstance(value, list) else type(value).__name__
+
+
+def _word(action: str) -> str:
+    return as_text(action, 60) or "?"
 
 
 @functools.lru_cache(maxsize=16)

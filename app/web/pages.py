@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from app.process import HonkState
 from app.queue.db import Database
 from app.queue.models import Job, JobEvent, JobStatus
-from app.untyped import as_dict
+from app.untyped import MAX_ID, as_dict, as_text
 from app.web.auth import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -92,12 +92,14 @@ class JobList:
 def list_jobs(db: Database, *, status: str | None = None, repo: str | None = None, page: int = 1,
               per_page: int = PER_PAGE) -> JobList:
     """One page of jobs, newest first, with each job's model turns and cost summed over all its attempts."""
+    per_page = max(1, min(per_page, MAX_PER_PAGE))
+    page = max(1, min(page, MAX_ID // per_page))  # the OFFSET must fit in 64 bits
     with db.session() as session:
         query = select(Job)
         if status:
             query = query.where(Job.status == status)
         if repo:
-            query = query.where(Job.repo == repo)
+            query = query.where(Job.repo == as_text(repo))  # PostgreSQL refuses NUL even to compare with
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         jobs = list(session.scalars(query.order_by(Job.id.desc()).offset((page - 1) * per_page).limit(per_page)))
         spend = _spend(session, [job.id for job in jobs])
@@ -589,9 +591,10 @@ async def jobs_page(request: Request, status: str | None = None, repo: str | Non
     if (refusal := _refusal(request)) is not None:
         return refusal
     status = status if status in set(JobStatus) else None
-    per_page = min(MAX_PER_PAGE, _positive(per, PER_PAGE))
+    repo = as_text(repo)
+    per_page = _positive(per, PER_PAGE, MAX_PER_PAGE)
     listing = await run_in_threadpool(list_jobs, _state(request).db, status=status, repo=repo or None,
-                                      page=_positive(page, 1), per_page=per_page)
+                                      page=_positive(page, 1, MAX_ID), per_page=per_page)
     filters = {k: v for k, v in {"status": status, "repo": repo or None,
                                  "per": per_page if per_page != PER_PAGE else None}.items() if v}
     return render(request, "jobs.html", listing=listing, status=status, repo=repo or "", statuses=list(JobStatus),
@@ -602,7 +605,7 @@ async def jobs_page(request: Request, status: str | None = None, repo: str | Non
 async def job_page(request: Request, job_id: int) -> Response:
     if (refusal := _refusal(request)) is not None:
         return refusal
-    found = await run_in_threadpool(load_job, _state(request), job_id)
+    found = await _find_job(request, job_id)
     if found is None:
         return render(request, "message.html", 404, title="No such job", message=f"There is no job {job_id}.")
     return render(request, "job.html", **job_view(*found))
@@ -610,10 +613,16 @@ async def job_page(request: Request, job_id: int) -> Response:
 
 @router.get("/api/jobs/{job_id}", dependencies=[Depends(dashboard_access)])
 async def job_json(request: Request, job_id: int) -> JSONResponse:
-    found = await run_in_threadpool(load_job, _state(request), job_id)
+    found = await _find_job(request, job_id)
     if found is None:
         raise HTTPException(404, f"there is no job {job_id}")
     return JSONResponse(serialise_job(*found))
+
+
+async def _find_job(request: Request, job_id: int) -> tuple[Job, list[JobEvent]] | None:
+    if not 1 <= job_id <= MAX_ID:  # no job has it, and a database driver cannot even send it
+        return None
+    return await run_in_threadpool(load_job, _state(request), job_id)
 
 
 def _duration_words(seconds: float) -> str:
@@ -623,8 +632,13 @@ def _duration_words(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
-def _positive(value: str | None, default: int) -> int:
-    return int(value) if value and value.isdigit() and int(value) > 0 else default
+def _positive(value: str | None, default: int, maximum: int) -> int:
+    """A whole number from 1 written in ASCII digits, `maximum` if it is bigger; anything else is `default`.
+    (`str.isdigit` alone also takes "²", which `int` refuses, and any number of digits.)"""
+    digits = value.lstrip("0") if value and value.isascii() and value.isdigit() else ""
+    if not digits:
+        return default
+    return maximum if len(digits) > len(str(maximum)) else min(maximum, int(digits))
 
 
 def _https(request: Request) -> bool:
