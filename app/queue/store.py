@@ -87,16 +87,23 @@ class JobQueue:
                      "outcome": "queued" if item.request else "ignored", "reason": item.reason, "job_id": None}
                     for item in (batch[place] for place in first.values())]
             insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
-            new = set(session.scalars(insert(Delivery).values(rows).on_conflict_do_nothing(index_elements=["id"])
-                                      .returning(Delivery.id)).all())
+            # Parameters apart from the statement, so that SQLAlchemy compiles it once and caches it.
+            table = Delivery.__table__
+            new = set(session.scalars(insert(table).on_conflict_do_nothing(index_elements=["id"])
+                                      .returning(table.c.id), rows).all())
             places = [place for delivery_id, place in first.items() if delivery_id in new]
             asked = [place for place in places if batch[place].request is not None]
             # Core statements, not the ORM's unit of work: a batch is a few multi-row statements however large.
             job_ids: list[int] = []
             if asked:
-                rows = [self._job_row(batch[place].request, now) for place in asked]  # type: ignore[arg-type]
+                rows = [self._job_row(batch[place].request, now)  # type: ignore[arg-type]
+                        | {"delivery_id": batch[place].delivery_id} for place in asked]
                 jobs, events, deliveries = Job.__table__, JobEvent.__table__, Delivery.__table__
-                job_ids = list(session.scalars(insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows))
+                # Matched back by delivery id (unique in the batch), so the rows need not come back in order: one
+                # multi-row INSERT instead of one per row.
+                made = {delivery: job_id for delivery, job_id in
+                        session.execute(insert(jobs).returning(jobs.c.delivery_id, jobs.c.id), rows).all()}
+                job_ids = [made[row["delivery_id"]] for row in rows]
                 session.execute(insert(events), [
                     {"job_id": job_id, "at": now, "kind": "job.queued",
                      "data": {"kind": row["kind"], "subject": row["subject"], "requester": row["requester"]}}
