@@ -25,6 +25,7 @@ from app.intake.triggers import Ignore, TriggerRules, decide
 from app.intake.writer import DeliveryWriter
 from app.process import HonkState
 from app.queue.store import Incoming
+from app.untyped import as_text
 
 log = logging.getLogger("honk.webhooks")
 router = APIRouter()
@@ -81,7 +82,7 @@ async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
     if not isinstance(payload, dict):
         return _reject(400, "the body is not a JSON object", event)
 
-    action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    action = as_text(payload.get("action"), 100) or None  # a column of 100: anything else is cut, never refused
     decision = decide(event, payload, TriggerRules.for_settings(honk.settings, honk.app_slug), delivery)
     request_ = None if isinstance(decision, Ignore) else decision
     reason = decision.reason if isinstance(decision, Ignore) else None
