@@ -132,14 +132,14 @@ def test_serve_relays_a_channel_through_its_own_webhook_route(tmp_path: Path,
                        tmp_path / "serve.log")
     try:
         honk.wait_http(f"{base}/healthz")
-        wait_for(lambda: fake.connections, what="the relay to connect")
+        wait_for(lambda: fake.connections, what="the relay to connect", timeout=60)
         assert fake.connections[0]["accept"] == "text/event-stream"
         fake.ping()
 
         # smee.io as it is: only the parsed body. Honk rebuilds GitHub's bytes, so the signature holds, even with
         # non-ASCII text, a line separator and a terminal escape in the issue.
         fake.send(smee_event(issue(1, "Spins backwards \u2028 ✓ café \x1b[31mred\x1b[0m")))
-        first = wait_for(lambda: job(base, 1), what="the relayed delivery's job")
+        first = wait_for(lambda: job(base, 1), what="the relayed delivery's job", timeout=60)
         assert first["subject"] == "acme/widgets#1" and first["requester"] == "alice"
         assert first["trigger"]["issue"]["body"] == "Spins backwards \u2028 ✓ café \x1b[31mred\x1b[0m"
 
@@ -186,12 +186,12 @@ def test_web_relay_reconnects_after_a_drop_with_last_event_id(tmp_path: Path,
                        tmp_path, tmp_path / "web.log")
     try:
         honk.wait_http(f"{base}/healthz")
-        wait_for(lambda: fake.connections, what="the relay to connect")
+        wait_for(lambda: fake.connections, what="the relay to connect", timeout=60)
         last = fake.send(smee_event(issue(1)))
         wait_for(lambda: job(base, 1), what="the first delivery's job")
 
         fake.drop()
-        wait_for(lambda: len(fake.connections) == 2, what="the relay to reconnect")
+        wait_for(lambda: len(fake.connections) == 2, what="the relay to reconnect", timeout=60)
         assert fake.connections[1]["last-event-id"] == last
         fake.send(smee_event(issue(2)))
         wait_for(lambda: job(base, 2), what="a delivery after the reconnection")
