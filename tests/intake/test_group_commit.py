@@ -33,6 +33,20 @@ def queue(db: Database) -> JobQueue:
     return JobQueue(db, JobBackoff(max_attempts=3))
 
 
+class HeldFirst(JobQueue):
+    """A queue whose first batch waits for `release`, so that more deliveries gather behind it."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db, JobBackoff(max_attempts=3))
+        self.release, self.started = threading.Event(), threading.Event()
+
+    def accept_deliveries(self, batch: list[Incoming]) -> list[Accepted]:
+        if not self.started.is_set():
+            self.started.set()
+            self.release.wait(10)
+        return super().accept_deliveries(batch)
+
+
 def count(db: Database, what: Any) -> int:
     with db.session() as session:
         return session.scalar(select(func.count()).select_from(what)) or 0
@@ -58,17 +72,10 @@ def test_waiting_deliveries_are_stored_together_and_answered_after_their_commit(
                                                                                db: Database) -> None:
     """The first delivery's commit is held up; twenty more arrive meanwhile and share the next transaction.
     None of them is answered before its row is in the database."""
-    release, started = threading.Event(), threading.Event()
+    held = HeldFirst(db)
+    release, started = held.release, held.started
     batches: list[int] = []
-
-    class Slow(JobQueue):
-        def accept_deliveries(self, batch: list[Incoming]) -> list[Accepted]:
-            if not started.is_set():
-                started.set()
-                release.wait(10)
-            return super().accept_deliveries(batch)
-
-    writer = DeliveryWriter(Slow(db, JobBackoff(max_attempts=3)), on_batch=batches.append)
+    writer = DeliveryWriter(held, on_batch=batches.append)
 
     async def scenario() -> list[Accepted]:
         first = asyncio.ensure_future(writer.accept(labeled("first")))
@@ -89,16 +96,9 @@ def test_waiting_deliveries_are_stored_together_and_answered_after_their_commit(
 
 def test_one_bad_delivery_does_not_cost_the_others_their_answer(queue: JobQueue, db: Database) -> None:
     """A value the database cannot hold (a 20-digit issue number) fails its own delivery only."""
-    release, started = threading.Event(), threading.Event()
-
-    class Held(JobQueue):
-        def accept_deliveries(self, batch: list[Incoming]) -> list[Accepted]:
-            if not started.is_set():
-                started.set()
-                release.wait(10)
-            return super().accept_deliveries(batch)
-
-    writer = DeliveryWriter(Held(db, JobBackoff(max_attempts=3)))
+    held = HeldFirst(db)
+    release, started = held.release, held.started
+    writer = DeliveryWriter(held)
 
     async def scenario() -> list[Accepted | BaseException]:
         first = asyncio.ensure_future(writer.accept(ping("first")))
