@@ -2,8 +2,10 @@
 
 The sandbox sees the system's programs read-only and of `/etc` only what programs need (no shadow files,
 no host config), the repository read-write (its `.git` and the job's git directory read-only), a private
-`/tmp` and `$HOME`, no network, its own PID namespace, and an environment rebuilt from a short allow-list.
-It dies with Honk, and `end()` ends it (every process in its namespace) before Honk touches the tree.
+`/tmp` and `$HOME`, its own PID namespace, and an environment rebuilt from a short allow-list. It has no
+network, except setup's, whose only way out is Honk's filtering proxy (app/checkout/egress.py). It dies with
+Honk; closing a shell returns only once every process of its PID namespace is gone, so that nothing the model
+started still runs when Honk reads the tree.
 
 Two ways in:
 - `Sandbox.run(command, timeout)`: one fresh process per command, for Honk's own setup/test commands.
