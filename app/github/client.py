@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from app.telemetry import PROCESS as PROCESS_METRICS
 
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
 _TOKEN_MARGIN = timedelta(minutes=5)  # never hand out a token that could expire mid-push
+JOB_LOG_LIMIT = 4 * 1024 * 1024  # bytes of a job's log kept (its end: where a failure is told)
 
 
 class GitHubNotConfigured(Exception):
@@ -288,6 +289,72 @@ class Repo:
             if exc.response.status_code == 422:
                 return False  # e.g. the requester is not a collaborator; the PR stands without it
             raise
+
+    # ------------------------------------------------------------------------------- checks and Actions
+
+    async def create_check_run(self, *, name: str, head_sha: str, status: str | None = None,
+                               conclusion: str | None = None, output: dict[str, Any] | None = None,
+                               details_url: str | None = None, external_id: str | None = None) -> dict[str, Any]:
+        """A check run of the App's on a commit (`output` is `{title, summary, text}`; a `conclusion`
+        completes it)."""
+        fields = {"status": status, "conclusion": conclusion, "output": output, "details_url": details_url,
+                  "external_id": external_id}
+        body = {"name": name, "head_sha": head_sha} | {k: v for k, v in fields.items() if v is not None}
+        return await self._call("POST", "/check-runs", json=body)
+
+    async def update_check_run(self, check_run_id: int, **fields: Any) -> dict[str, Any]:
+        """Change one of the App's check runs (`status`, `conclusion`, `output`, `name`, `details_url`, ...)."""
+        return await self._call("PATCH", f"/check-runs/{check_run_id}", json=fields)
+
+    async def check_runs_for_ref(self, ref: str, **params: Any) -> list[dict[str, Any]]:
+        """The latest check run of each name on a commit, branch or tag (`check_name`, `status`, `filter`
+        narrow it), every page."""
+        return await self._listed(f"/commits/{ref}/check-runs", "check_runs", params)
+
+    async def check_runs_in_suite(self, suite_id: int, **params: Any) -> list[dict[str, Any]]:
+        return await self._listed(f"/check-suites/{suite_id}/check-runs", "check_runs", params)
+
+    async def workflow_run_jobs(self, run_id: int) -> list[dict[str, Any]]:
+        """A GitHub Actions run's jobs, with their steps."""
+        return await self._listed(f"/actions/runs/{run_id}/jobs", "jobs", {})
+
+    async def job_log(self, job_id: int, limit: int = JOB_LOG_LIMIT) -> str:
+        """A job's log as text: its last `limit` bytes. GitHub answers with a redirect to a signed URL on
+        another host; it is fetched without the installation token, which must never leave GitHub's API."""
+        no_follow = GitHub(self.gh.auth, config=replace(self.gh.config, follow_redirects=False))
+        response = await no_follow.arequest("GET", f"{self._base}/actions/jobs/{job_id}/logs")
+        if not response.is_redirect:
+            return _tail(response.content, limit)
+        location = response.raw_response.url.join(response.headers["location"])
+        async with (httpx.AsyncClient(timeout=60, follow_redirects=True) as plain,  # no token, no GitHub headers
+                    plain.stream("GET", location) as log):
+            log.raise_for_status()
+            kept, dropped = bytearray(), 0
+            async for chunk in log.aiter_bytes():
+                kept += chunk
+                if len(kept) > limit:
+                    dropped += len(kept) - limit
+                    del kept[:len(kept) - limit]
+            return _tail(bytes(kept), limit, dropped)
+
+    async def _listed(self, path: str, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every page of a listing GitHub wraps as `{"total_count", key: [...]}`."""
+        items: list[dict[str, Any]] = []
+        for page in range(1, 101):
+            data = await self._call("GET", path, params=params | {"per_page": 100, "page": page})
+            batch = data.get(key) or []
+            items += batch
+            if len(batch) < 100 or len(items) >= data.get("total_count", 0):
+                break
+        return items
+
+
+def _tail(data: bytes, limit: int, dropped: int = 0) -> str:
+    """The last `limit` bytes as text, saying how much was cut before them."""
+    if len(data) > limit:
+        dropped, data = dropped + len(data) - limit, data[-limit:]
+    text = data.decode("utf-8", errors="replace")
+    return f"[... {dropped} bytes of log cut ...]\n{text}" if dropped else text
 
 
 def can_write(role: str) -> bool:

@@ -13,9 +13,11 @@ turns it into this fake's App, new secrets included (`registered_apps`), aiming 
 
 Serve it with `tests.support.live_server(fake.app)` (or `fake.serve()`, which also sets `base_url`).
 
-The modules: `fake` (`FakeGitHub`, made of the layers `state`, `git`, `records`, `shapes` and `webhooks`),
-`app` (the FastAPI app), `api` (what routes share), `auth`, `errors`, `ratelimit`, and `routes/`, one router per
-area of GitHub's API (`apps`, `users`, `repos`, `issues`, `pulls`, `reviews`, `graphql`, `git`, `manifests`).
+The modules: `fake` (`FakeGitHub`, made of the layers `state`, `git`, `records`, `shapes`, `checks` and
+`webhooks`), `app` (the FastAPI app), `api` (what routes share), `auth`, `errors`, `ratelimit`, and `routes/`,
+one router per area of GitHub's API (`apps`, `users`, `repos`, `issues`, `pulls`, `reviews`, `checks`, `graphql`,
+`git`, `manifests`). Checks and Actions: `add_check_suite`, `add_workflow_run`, `check_runs`, and the payloads
+`check_suite_completed`, `check_run_rerequested`, `workflow_run_completed`.
 """
 
 from tests.fakes.github.auth import basic_auth_header

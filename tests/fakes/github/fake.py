@@ -2,8 +2,9 @@
 
 The class is built in layers, each a module: `state.State` (the data) <- `git.Git` (bare repositories,
 smart HTTP) <- `records.Records` (issues, pull requests, comments, reviews; the scripting methods) <-
-`shapes.Shapes` (GitHub's JSON) <- `webhooks.Webhooks` (payloads and deliveries) <- `FakeGitHub`. Its `app`
-is made by `app.build_app`, from one router per API area in `routes/`.
+`shapes.Shapes` (GitHub's JSON) <- `checks.Checks` (check suites and runs, Actions' runs, jobs and logs) <-
+`webhooks.Webhooks` (payloads and deliveries) <- `FakeGitHub`. Its `app` is made by `app.build_app`, from one
+router per API area in `routes/`.
 """
 
 from __future__ import annotations

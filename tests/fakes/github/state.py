@@ -2,8 +2,8 @@
 
 `State` is the bottom layer of `FakeGitHub` (see `tests.fakes.github.fake`): its dataclass fields are the
 attributes tests script (`permissions`, `delays`, `failures`, ...) and read (`requests`, `pushes`,
-`deliveries`, ...); its private dictionaries hold issues' comments, reactions, reviews, review comments and
-review threads. Every other layer builds on it.
+`deliveries`, ...); its private dictionaries hold issues' comments, reactions, reviews, review comments,
+review threads, check suites and runs, and Actions' workflow runs and jobs. Every other layer builds on it.
 """
 
 from __future__ import annotations
@@ -114,6 +114,10 @@ class State:
         self._reviews: dict[int, dict[str, Any]] = {}
         self._review_comments: dict[int, dict[str, Any]] = {}
         self._threads: dict[str, dict[str, Any]] = {}
+        self._check_suites: dict[int, dict[str, Any]] = {}  # the Checks API (see `checks`), by id
+        self._check_runs: dict[int, dict[str, Any]] = {}
+        self._workflow_runs: dict[int, dict[str, Any]] = {}  # GitHub Actions: runs, their jobs and job logs
+        self._jobs: dict[int, dict[str, Any]] = {}
         self._rate_used: dict[str, int] = {}
         self._rate_reset = int(time.time()) + 3600
         self._hook: tuple[str, str] | None = None

@@ -2,7 +2,8 @@
 
 `Webhooks` adds `webhook_target`, `deliver` and `redeliver` (recorded in `deliveries`), and builders that
 make a change as a user and return its event's payload (`issues_labeled`, `issue_comment_created`) or the
-payload for a record made earlier (`pull_request_review_submitted`, `pull_request_review_comment_created`).
+payload for a record made earlier (`pull_request_review_submitted`, `pull_request_review_comment_created`,
+`check_suite_completed`, `check_run_rerequested`, `workflow_run_completed`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any
 
 import httpx
 
-from tests.fakes.github.shapes import Shapes
+from tests.fakes.github.checks import Checks
 from tests.fakes.github.state import Delivery, _Repo, node_id
 
 
-class Webhooks(Shapes):
+class Webhooks(Checks):
     def webhook_target(self, url: str, secret: str) -> None:
         """Where `deliver` posts (the App's webhook URL) and the secret it signs with."""
         self._hook = (url, secret)
@@ -87,6 +88,36 @@ class Webhooks(Shapes):
             return {"action": "created", "comment": self._review_comment_json(b, r, comment),
                     "pull_request": self._pull_json(b, r, r.pulls[pr], simple=True),
                     **self._envelope(b, r, comment["user"])}
+
+    def check_suite_completed(self, repo: str, suite_id: int, sender: str = "alice") -> dict[str, Any]:
+        """The `check_suite.completed` payload for a suite made with `add_check_suite` or `add_workflow_run`."""
+        r = self._repo(repo)
+        with self._lock:
+            b = self.base_url
+            return {"action": "completed",
+                    "check_suite": self._check_suite_json(b, r, self._check_suites[suite_id], webhook=True),
+                    **self._envelope(b, r, sender)}
+
+    def check_run_rerequested(self, repo: str, run_id: int, sender: str = "alice") -> dict[str, Any]:
+        """The `check_run.rerequested` payload: `sender` pressed "Re-run" on a check run (GitHub sends it to
+        the App that made the run)."""
+        r = self._repo(repo)
+        with self._lock:
+            b, run = self.base_url, self._check_runs[run_id]
+            shaped = self._check_run_json(b, r, run)
+            shaped["check_suite"] = self._check_suite_json(b, r, self._check_suites[run["suite_id"]], webhook=True)
+            for key in ("latest_check_runs_count", "check_runs_url", "head_commit", "rerequestable",
+                        "runs_rerequestable"):
+                shaped["check_suite"].pop(key, None)  # a check run's suite is the thinner copy
+            return {"action": "rerequested", "check_run": shaped, **self._envelope(b, r, sender)}
+
+    def workflow_run_completed(self, repo: str, run_id: int, sender: str = "alice") -> dict[str, Any]:
+        """The `workflow_run.completed` payload for a run made with `add_workflow_run`."""
+        r = self._repo(repo)
+        with self._lock:
+            b, run = self.base_url, self._workflow_runs[run_id]
+            return {"action": "completed", "workflow_run": self._workflow_run_json(b, r, run),
+                    "workflow": self._workflow_json(b, r, run), **self._envelope(b, r, sender)}
 
     def _envelope(self, b: str, repo: _Repo, sender: str) -> dict[str, Any]:
         if not b:
