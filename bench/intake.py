@@ -66,7 +66,15 @@ import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.support import SECRET, app_private_key, delivery_headers, free_port, honk_env, labeled_payload
+from tests.support import (
+    SECRET,
+    app_private_key,
+    delivery_headers,
+    free_port,
+    honk_env,
+    labeled_payload,
+    postgres_problem,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK_PATH = "/api/github/webhooks"
@@ -302,16 +310,6 @@ def honk_command() -> list[str]:
 
 def honk_expect() -> dict[str, tuple[int, str]]:
     return {"queued": (202, '"queued"'), "ignored": (200, '"ignored"'), "duplicate": (200, '"duplicate"')}
-
-
-def postgres_problem() -> str | None:
-    url = make_url(PG_ADMIN_URL)
-    try:
-        with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-                             dbname=url.database, connect_timeout=3):
-            return None
-    except Exception as exc:
-        return f"PostgreSQL at {url.render_as_string(hide_password=True)} is not answering: {exc}"
 
 
 def _pg_admin() -> dict[str, object]:
@@ -728,7 +726,7 @@ def main() -> None:
                 servers.append(probot)
                 has_probot = True
         servers.append(bare_server(tmp))
-        pg_problem = postgres_problem() if any(n.endswith("-postgres") for n in wanted) else None
+        pg_problem = postgres_problem(PG_ADMIN_URL) if any(n.endswith("-postgres") for n in wanted) else None
         if pg_problem:
             notes.append(f"{pg_problem}: the -postgres servers are skipped")
         for name in HONK_SERVERS:

@@ -19,26 +19,16 @@ from sqlalchemy.engine import make_url
 from app.process import HonkState
 from app.queue.db import Database
 from app.settings import Settings, load_settings
-from tests.support import SECRET
+from tests.support import SECRET, postgres_problem
 
 pytest_plugins = ["tests.e2e"]  # the end-to-end world (honk serve + local GitHub + scripted model)
 
 PG_URL = os.environ.get("HONK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
-def _postgres_problem() -> str | None:
-    url = make_url(PG_URL)
-    try:
-        with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-                             dbname=url.database, connect_timeout=3):
-            return None
-    except Exception as exc:
-        return f"PostgreSQL at {url.render_as_string(hide_password=True)} is not answering: {exc}"
-
-
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> str:
-    problem = _postgres_problem()
+    problem = postgres_problem(PG_URL)
     if problem:
         if os.environ.get("HONK_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"HONK_REQUIRE_POSTGRES=1 but {problem}")

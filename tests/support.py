@@ -162,3 +162,17 @@ def wait_for(predicate: Any, timeout: float = 20, interval: float = 0.05, what: 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def postgres_problem(url: str) -> str | None:
+    """Why the PostgreSQL server at this SQLAlchemy URL cannot be used, or None when it answers."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    try:
+        with psycopg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
+                             password=parsed.password, dbname=parsed.database, connect_timeout=3):
+            return None
+    except Exception as exc:
+        return f"PostgreSQL at {parsed.render_as_string(hide_password=True)} is not answering: {exc}"

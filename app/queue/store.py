@@ -86,6 +86,7 @@ class JobQueue:
             rows = [{"id": item.delivery_id, "event": item.event, "action": item.action, "received_at": now,
                      "outcome": "queued" if item.request else "ignored", "reason": item.reason, "job_id": None}
                     for item in (batch[place] for place in first.values())]
+            # The dialect's INSERT, for ON CONFLICT; it serves the plain inserts below as well.
             insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
             # Parameters apart from the statement, so that SQLAlchemy compiles it once and caches it.
             table = Delivery.__table__
