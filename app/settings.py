@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     honk_command_timeout: float = Field(120.0, gt=0)
     honk_tool_style: Literal["anthropic", "custom"] = "anthropic"
 
+    # Feedback loops (issue #12): verifiers, the judge, CI fixes.
+    honk_verify_rounds: int = Field(2, ge=0, le=20)
+    honk_judge: bool = True  # HONK_JUDGE=off disables it (pydantic reads on/off, true/false, 1/0)
+    honk_judge_model: str | None = None  # default: HONK_MODEL
+    honk_ci_fix_rounds: int = Field(2, ge=0, le=20)
+
     @field_validator("github_private_key", mode="before")
     @classmethod
     def _unescape_newlines(cls, value: object) -> object:
@@ -113,6 +119,15 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_DASHBOARD_TOKEN_LENGTH} characters long; make one with: "
                              f"python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
         return value
+
+    @field_validator("honk_judge_model")
+    @classmethod
+    def _judge_model(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @property
+    def judge_model(self) -> str:
+        return self.honk_judge_model or self.honk_model
 
     @field_validator("github_api_url", "honk_public_url", "honk_webhook_proxy_url")
     @classmethod

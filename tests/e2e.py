@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.fakes.github import FakeGitHub
-from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, reply, thinking
+from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, reply, thinking, verdict
 from tests.support import SECRET, HonkProcess, app_private_key, free_port, honk_env, wait_for
 
 REPO = "acme/widgets"
@@ -74,7 +74,8 @@ def world(tmp_path: Path, app_key: str) -> Iterator[World]:
     github.create_repo(REPO, FILES)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with github.serve() as github_url, FakeMessagesAPI() as model:
+    # The judge approves unless a test scripts it otherwise (`world.model.script_judge`).
+    with github.serve() as github_url, FakeMessagesAPI(judge_default=verdict("approve")) as model:
         github.webhook_target(f"{url}/api/github/webhooks", SECRET)
         env = honk_env(tmp_path, GITHUB_APP_ID="4242", GITHUB_PRIVATE_KEY=app_key.replace("\n", "\\n"),
                        GITHUB_API_URL=github_url, HONK_DATABASE_URL=f"sqlite:///{tmp_path / 'honk.db'}",
@@ -86,6 +87,21 @@ def world(tmp_path: Path, app_key: str) -> Iterator[World]:
             for process in world.processes:
                 process.stop()
     github.close()
+
+
+def said(body: dict[str, Any], index: int = -1) -> str:
+    """The text of one message of a request (the last by default): its text blocks and tool results."""
+    content = body["messages"][index]["content"]
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if block.get("type") == "text":
+            parts.append(block["text"])
+        elif block.get("type") == "tool_result":
+            inner = block.get("content", "")
+            parts.append(inner if isinstance(inner, str) else "".join(b.get("text", "") for b in inner))
+    return "\n".join(parts)
 
 
 def serve(world: World, **env: str) -> HonkProcess:

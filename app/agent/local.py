@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,18 @@ from rich.status import Status
 
 from app.agent.loop import Agent, AgentResult
 from app.agent.prompts import Task
-from app.agent.tools import BASH
+from app.agent.tools import BASH, VERIFY
 from app.audit import MemoryAudit
 from app.checkout.sandbox import SandboxError
+from app.checkout.verify import Verifier
 from app.settings import Settings
 
 
 async def run_local(settings: Settings, repo: Path, task: str, *, console: Console | None = None,
-                    client: anthropic.AsyncAnthropic | None = None) -> int:
-    """Run the agent on `repo`; the exit code is 0 when it completed, 1 when it stopped otherwise,
-    2 when it could not start."""
+                    client: anthropic.AsyncAnthropic | None = None, verifiers: Sequence[Verifier] = (),
+                    no_verifiers: str = "") -> int:
+    """Run the agent on `repo` (its `verify` tool runs `verifiers`); the exit code is 0 when it completed, 1 when
+    it stopped otherwise, 2 when it could not start."""
     console = console or Console()
     repo = Path(repo).expanduser().resolve()
     if not repo.is_dir():
@@ -42,12 +45,13 @@ async def run_local(settings: Settings, repo: Path, task: str, *, console: Conso
         logging.getLogger(noisy).setLevel(logging.WARNING)
     view = _Progress(console)
     try:
-        agent = Agent(settings, repo, MemoryAudit(on_event=view.on_event), client=client)
+        agent = Agent(settings, repo, MemoryAudit(on_event=view.on_event), client=client, verifiers=verifiers,
+                      no_verifiers=no_verifiers)
     except anthropic.AnthropicError as exc:  # e.g. an SDK profile that cannot be read
         console.print(f"[red]honk run: cannot set up the Anthropic client: {escape(str(exc))}[/]")
         return 2
     console.print(f"[bold]honk run[/] {escape(str(repo))} · model {settings.honk_model} · "
-                  f"sandbox {agent.sandbox.mode}")
+                  f"sandbox {agent.sandbox.mode} · verifiers {', '.join(v.name for v in verifiers) or 'none'}")
     if agent.sandbox.mode == "none":
         console.print("[bold red]HONK_SANDBOX=none: commands run WITHOUT a sandbox, with your files and "
                       "network[/]")
@@ -106,6 +110,9 @@ class _Progress:
         args = data["input"] if isinstance(data["input"], dict) else {}
         if data["name"] == BASH:
             shown = "restart the shell" if args.get("restart") else f"$ {args.get('command', '')}"
+        elif data["name"] == VERIFY:
+            shown = "✔ verify " + (", ".join(map(str, args["checks"])) if isinstance(args.get("checks"), list)
+                                   else "(all)")
         else:
             shown = f"✎ {args.get('command', '?')} {args.get('path', '')}"
             if args.get("view_range"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from app.agent.prompts import DataBlock, Task
 from app.agent.tools import Toolbox, tool_definitions
 from app.audit import AuditLog
 from app.checkout.sandbox import Sandbox
+from app.checkout.verify import Verifier
 from app.redact import Redactor
 from app.settings import Settings
 
@@ -69,7 +71,8 @@ class Agent:
                  client: anthropic.AsyncAnthropic | None = None, budget: Budget | None = None, *,
                  secrets: list[str] | tuple[str, ...] = (), sandbox: Sandbox | None = None,
                  retry: RetryPolicy | None = None, stream: bool = True, context: ContextPolicy | None = None,
-                 max_tokens: int | None = None) -> None:
+                 max_tokens: int | None = None, verifiers: Sequence[Verifier] = (), no_verifiers: str = "",
+                 verify_timeout: float = 900.0) -> None:
         self.settings = settings
         self.root = Path(workspace).resolve()
         self.audit = audit
@@ -80,7 +83,9 @@ class Agent:
         self.redactor = Redactor([*settings.secrets(), *secrets])
         self.sandbox = sandbox or Sandbox(self.root, settings)
         self.shell = self.sandbox.shell()
-        self.tools = Toolbox(Editor(self.root), self.shell, settings.honk_command_timeout)
+        self.verifiers = list(verifiers)
+        self.tools = Toolbox(Editor(self.root), self.shell, settings.honk_command_timeout, verifiers=verifiers,
+                             sandbox=self.sandbox, verify_timeout=verify_timeout, no_verifiers=no_verifiers)
         self.tool_defs = tool_definitions(settings.honk_tool_style)
         self.retry = retry or RetryPolicy()
         self.stream = stream
@@ -105,7 +110,8 @@ class Agent:
         if self.messages:
             raise RuntimeError("Agent.run was already called; use resume() to continue")
         await self.sandbox.check()  # SandboxError: a configuration problem, not a run outcome
-        self.system = prompts.system_prompt(self.root, task.repository, self.settings.honk_command_timeout)
+        self.system = prompts.system_prompt(self.root, task.repository, self.settings.honk_command_timeout,
+                                            [v.name for v in self.verifiers])
         await self._record("agent.start", model=self.model, root=str(self.root), repository=task.repository,
                            sandbox=self.sandbox.mode, tool_style=self.settings.honk_tool_style,
                            budget=asdict(self.meter.budget), max_tokens=self.max_tokens, system=self.system,
@@ -167,7 +173,7 @@ class Agent:
                 return _Outcome("api_error", error=str(exc))
             except TimeoutError:
                 return _Outcome("budget", budget="wall_time")
-            stop, content = reply.stop_reason, [_param(block) for block in reply.content]
+            stop, content = reply.stop_reason, [block_param(block) for block in reply.content]
             cut = stop in CUT_STOPS
             if cut and content and content[-1]["type"] in CUT_BLOCKS:
                 # Cut inside a tool call or thinking: the reply can be neither used nor sent back.
@@ -209,7 +215,7 @@ class Agent:
         self._last_usage = usage
         await self._record("model.response", turn=turn, stop_reason=reply.stop_reason,
                            stop_details=reply.stop_details.to_dict() if reply.stop_details else None,
-                           content=[_param(block) for block in reply.content], usage=usage,
+                           content=[block_param(block) for block in reply.content], usage=usage,
                            cost_usd=round(cost, 6), total_usage=dict(self.meter.usage),
                            total_cost_usd=round(self.meter.cost_usd, 6),
                            duration_s=round(time.monotonic() - started, 3))
@@ -224,8 +230,7 @@ class Agent:
             if remaining <= 0:
                 content, is_error, duration = "Not run: the run's time budget is used up.", True, 0.0
             else:
-                timeout = min(self.settings.honk_command_timeout, max(remaining, 1.0))
-                result = await self.tools.run(call["name"], call["input"], timeout=timeout)
+                result = await self.tools.run(call["name"], call["input"], remaining=remaining)
                 content, is_error, duration = result.content, result.is_error, result.duration
             content = self.redactor.redact(content)  # the model never sees a secret either
             self.meter.tool_calls += 1
@@ -286,7 +291,7 @@ class Agent:
         await self.audit.record(kind, **self.redactor.redact_data(data))
 
 
-def _param(block: Any) -> dict[str, Any]:
+def block_param(block: Any) -> dict[str, Any]:
     """A response block as it goes back to the API: thinking and its signature exactly as received."""
     kind = block.type
     if kind == "text":

@@ -8,6 +8,7 @@ command output fed back on a resume) goes in a fence the text cannot close, labe
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,15 +34,17 @@ class Task:
 
 SYSTEM_PROMPT = """\
 You are Honk, a careful software engineer working on the repository {repository}, checked out at {root}.
-You have two tools: str_replace_based_edit_tool to view and edit files, and bash, a persistent shell \
-that starts in {root}. Paths are relative to {root}, or absolute under it.
+You have three tools: str_replace_based_edit_tool to view and edit files; bash, a persistent shell \
+that starts in {root}; and verify, which runs the repository's verifiers ({verifiers}) and reports only \
+what locates each failure. Paths are relative to {root}, or absolute under it.
 
 How to work:
 1. Explore: read the code relevant to the task before changing anything.
 2. Reproduce: when the task is a bug, show it failing first (a test or a short script) when you can.
 3. Fix: make the smallest change that solves the task well, in the style of the surrounding code. \
 Add or update tests when the project has them.
-4. Verify: run the relevant tests, and fix what you broke.
+4. Verify: run the relevant tests while you work, and call verify before you say you are done; fix \
+what it reports. Honk runs the same verifiers after you stop, and failures come back to you.
 5. Finish: reply with a short summary of what you changed and why, and how you verified it. \
 That reply ends the task, so make it only when you are done.
 
@@ -71,8 +74,10 @@ def fence(label: str, text: str, limit: int = MAX_DATA_CHARS) -> str:
     return (f'<untrusted-data source="{label}" id="{nonce}">\n{text}\n</untrusted-data id="{nonce}">')
 
 
-def system_prompt(root: Path, repository: str, command_timeout: float) -> str:
-    prompt = SYSTEM_PROMPT.format(repository=repository or root.name, root=root, timeout=command_timeout)
+def system_prompt(root: Path, repository: str, command_timeout: float, verifiers: Sequence[str] = ()) -> str:
+    names = ", ".join(verifiers) if verifiers else "none are configured here, so it will say so"
+    prompt = SYSTEM_PROMPT.format(repository=repository or root.name, root=root, timeout=command_timeout,
+                                  verifiers=names)
     notes = repository_notes(root)
     if notes:
         prompt += "\n" + REPO_NOTES_INTRO + "\n\n" + "\n\n".join(notes) + "\n"
@@ -112,3 +117,11 @@ CONTINUE_AFTER_CUT = ("Your last reply was cut off at the output limit. Continue
 TOOL_CALL_TOO_LONG = ("Note: a reply of yours was cut off at the output limit while it was writing a tool "
                       "call, so that call was dropped. Make smaller tool calls: create large files in parts, "
                       "or edit them with several str_replace calls.")
+VERIFIERS_FAILED = ("Honk ran the repository's verifiers after your change and some failed; their findings are "
+                    "below. Fix the causes (not the checks or the tests, unless they are wrong), call verify to "
+                    "confirm, and reply with an updated summary. Your shell was restarted meanwhile: background "
+                    "processes and exported variables are gone.")
+VETOED = ("An independent reviewer read your diff against the request, without seeing this conversation, and "
+          "vetoed it; its reason is below. Address it: keep only the changes the task asks for, restore tests "
+          "you weakened or deleted unless the task asked for that, and finish what was asked. Then call verify "
+          "and reply with an updated summary. Your shell was restarted meanwhile.")

@@ -71,13 +71,14 @@ class TriggerRules:
         return bool(self._mention.search(_prose(text)))  # type: ignore[attr-defined]
 
     def command_in(self, text: object) -> str | None:
-        """`stop` or `retry` when the comment is just that command to Honk (`@honk stop`, `@honk retry.`)."""
+        """`stop`, `retry` or `fix_ci` when the comment is just that command to Honk (`@honk stop`, `@honk retry.`,
+        `@honk fix CI`); a sentence around the words is a request, not a command."""
         prose = _prose(text).strip()
         match = self._mention.match(prose)  # type: ignore[attr-defined]
         if match is None:
             return None
-        word = prose[match.end():].strip().rstrip(".!").strip().casefold()
-        return {"stop": "stop", "cancel": "stop", "retry": "retry"}.get(word)
+        words = " ".join(prose[match.end():].strip().rstrip(".!").split()).casefold()
+        return {"stop": "stop", "cancel": "stop", "retry": "retry", "fix ci": "fix_ci"}.get(words)
 
 
 def _prose(text: object) -> str:
@@ -111,7 +112,7 @@ def _decide(event: str, payload: Any, rules: TriggerRules, delivery_id: str) -> 
     if route is None:
         return Ignore(f"Honk does not act on {event} events")
     sender = as_dict(payload.get("sender"))
-    if as_str(sender.get("type")).casefold() == "bot":
+    if as_str(sender.get("type")).casefold() == "bot" and (event, action) not in _BOTS_MAY_SEND:
         return Ignore(f"the sender {as_text(sender.get('login'), MAX_LOGIN) or '?'} is a bot; Honk does not take "
                       "requests from bots")
     via_app = as_dict(payload.get(_subject_key(event))).get("performed_via_github_app")
@@ -129,6 +130,10 @@ def _decide(event: str, payload: Any, rules: TriggerRules, delivery_id: str) -> 
     if installation is None:
         return Ignore("the delivery names no installation: Honk acts only where its GitHub App is installed")
     requester = _name(sender, "login", "sender", MAX_LOGIN)
+    if not requester and (event, action) in _BOTS_MAY_SEND:
+        # Nobody asked for a CI fix in person; the job decides whom to credit (and that Honk pushed the head).
+        requester = _name(as_dict(as_dict(facts.get("pull_request")).get("user")), "login", "pull_request.user",
+                          MAX_LOGIN)
     if not requester:
         return Ignore("the delivery names no sender")
     trigger = {
@@ -140,11 +145,20 @@ def _decide(event: str, payload: Any, rules: TriggerRules, delivery_id: str) -> 
                             "default_branch", "private", "fork"),
         **facts,
     }
+    # A CI fix waits too: GitHub sends check_suite.completed and workflow_run.completed for one failure within
+    # moments; both are queued on the pull request's subject, and the job absorbs or dedupes them by head sha.
+    debounce = kind in (JobKind.FOLLOW_UP, JobKind.FIX_CI)
     return JobRequest(kind=kind, repo=repo, number=number, requester=requester, installation_id=installation,
-                      trigger=trigger, delay_seconds=FOLLOW_UP_DEBOUNCE if kind is JobKind.FOLLOW_UP else 0.0)
+                      trigger=trigger, delay_seconds=FOLLOW_UP_DEBOUNCE if debounce else 0.0)
 
 
 _Route = tuple[JobKind, int, dict[str, Any]] | Ignore
+# A suite or run on Honk's own push is sent by a bot (Honk's own, or github-actions): these are reports, not
+# requests, so the bot rule does not apply to them. The job checks that Honk pushed the head before any work.
+_BOTS_MAY_SEND = {("check_suite", "completed"), ("workflow_run", "completed")}
+# Conclusions that mean the code (or its workflow) is broken; cancelled, stale, neutral and the rest do not.
+_CI_FAILED = {"failure", "timed_out", "startup_failure"}
+HONK_CHECK = "Honk"  # the name of Honk's check run (CONTRACT.md section 6)
 
 
 def _issues(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
@@ -176,6 +190,11 @@ def _issue_comment(action: str, payload: dict[str, Any], rules: TriggerRules) ->
         return Ignore("the delivery names no issue number")
     facts = {"comment": _comment(comment), "issue": _issue(issue)}
     command = rules.command_in(comment.get("body"))
+    if command == "fix_ci":
+        if not issue.get("pull_request"):
+            return Ignore("`fix ci` works on pull requests")
+        # One more CI fix past HONK_CI_FIX_ROUNDS: whether the pull request is Honk's is for the job to check.
+        return JobKind.FIX_CI, number, {"type": "fix_ci_command", **facts}
     if command:
         return JobKind.CONTROL, number, {"type": "command", "command": command, **facts}
     if issue.get("pull_request"):
@@ -232,11 +251,115 @@ def _on_pull(payload: dict[str, Any], rules: TriggerRules, kind: str, facts: dic
     return JobKind.FOLLOW_UP, number, {"type": kind, "pull_request": summary, **facts}
 
 
+def _check_suite(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
+    if action != "completed":
+        return Ignore(f"Honk does not act on check_suite.{_word(action)} (only on a failed completion)")
+    suite = as_dict(payload.get("check_suite"))
+    app = as_dict(suite.get("app"))
+    # Read strictly: a malformed id here must not pass for "not Honk's".
+    if rules.app_id is not None and _id(app, "id", "check_suite.app") == rules.app_id:
+        # Honk's own check run failing says its verifiers failed; fixing that is the run's job, never a CI fix.
+        return Ignore("the check suite is Honk's own")
+    decision = _ci_failure(payload, rules, "check_suite", "the check suite")
+    if isinstance(decision, Ignore):
+        return decision
+    number, facts = decision
+    return JobKind.FIX_CI, number, facts | {
+        "check_suite": _pick(suite, "check_suite", "id", "url"),
+        "app": _pick(app, "check_suite.app", "id", "slug", "name")}
+
+
+def _workflow_run(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
+    if action != "completed":
+        return Ignore(f"Honk does not act on workflow_run.{_word(action)} (only on a failed completion)")
+    decision = _ci_failure(payload, rules, "workflow_run", "the workflow run")
+    if isinstance(decision, Ignore):
+        return decision
+    number, facts = decision
+    return JobKind.FIX_CI, number, facts | {"workflow_run": _pick(
+        as_dict(payload.get("workflow_run")), "workflow_run", "id", "name", "html_url", "run_attempt",
+        "check_suite_id")}
+
+
+def _ci_failure(payload: dict[str, Any], rules: TriggerRules, key: str,
+                what: str) -> tuple[int, dict[str, Any]] | Ignore:
+    """A failed suite or run (`payload[key]`) on the head of a Honk pull request: its number and the facts both
+    kinds share. Whether Honk pushed that head needs the API: the job checks it."""
+    ci = as_dict(payload.get(key))
+    conclusion = as_str(ci.get("conclusion"))
+    if not conclusion:
+        return Ignore(f"{what} completed without a conclusion")
+    if conclusion not in _CI_FAILED:
+        return Ignore(f"{what} concluded {_word(conclusion)}")
+    head_sha = as_str(ci.get("head_sha"))
+    found = _honk_pull(payload, ci, rules, key, head_sha)
+    if found is None:
+        return Ignore(f"{what} on {_shown(ci.get('head_branch'))} is not on the head of a Honk pull request")
+    number, pull = found
+    shared = _pick(ci, key, "head_sha", "head_branch", "conclusion")
+    return number, {"type": "ci", "source": key,
+                    **{field: shared.get(field) for field in ("head_sha", "head_branch", "conclusion")},
+                    "pull_request": pull}
+
+
+def _check_run(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route:
+    if action != "rerequested":
+        return Ignore(f"check_run.{_word(action)} does not ask Honk to work (only Re-run on Honk's check run)")
+    run = as_dict(payload.get("check_run"))
+    name = as_str(run.get("name"))
+    if rules.app_id is not None:
+        app_id = _id(as_dict(run.get("app")), "id", "check_run.app")
+        if app_id != rules.app_id:
+            return Ignore(f"the check run {_shown(name)} is another app's, not Honk's")
+    # Without its App id Honk knows its check run by name alone (GitHub sends `rerequested` only to the App that
+    # made the run, so this is a weak check only where the id is unknown).
+    if name != HONK_CHECK:
+        return Ignore(f"the check run {_shown(name)} is not Honk's check run ({HONK_CHECK!r})")
+    # A Re-run on an older commit still verifies the current head (CONTRACT.md section 6): no sha is required.
+    found = _honk_pull(payload, run, rules, "check_run", "")
+    if found is None:
+        return Ignore("Honk's check run is not on a Honk pull request")
+    number, pull = found
+    return JobKind.RECHECK, number, {
+        "type": "recheck", "head_sha": _pick(run, "check_run", "head_sha").get("head_sha"),
+        "check_run": _pick(run, "check_run", "id", "name", "html_url"), "pull_request": pull}
+
+
+def _honk_pull(payload: dict[str, Any], ci: dict[str, Any], rules: TriggerRules, key: str,
+               head_sha: str) -> tuple[int, dict[str, Any]] | None:
+    """The first of `ci`'s `pull_requests` that is Honk's (its head branch starts with the branch prefix), into this
+    repository, with `head_sha` at its head when one is given; None when there is none."""
+    pulls = ci.get("pull_requests")
+    repository = as_id(as_dict(payload.get("repository")).get("id"))
+    for place, pull in enumerate(pulls if isinstance(pulls, list) else []):
+        pull = as_dict(pull)
+        head = as_dict(pull.get("head"))
+        if not as_str(head.get("ref")).startswith(rules.branch_prefix):
+            continue
+        if head_sha and as_str(head.get("sha")) != head_sha:
+            continue  # a later push: this suite or run is on a commit that is no longer the head
+        base = as_id(as_dict(as_dict(pull.get("base")).get("repo")).get("id"))
+        if repository is not None and base is not None and base != repository:
+            continue  # a pull request in another repository (a fork's suite lists its upstream's pull requests)
+        where = f"{key}.pull_requests[{place}]"
+        number = _id(pull, "number", where, MAX_NUMBER)
+        if number is None:
+            continue
+        summary = _pick(pull, where, "number") | {"head": _pick(head, f"{where}.head", "ref", "sha")}
+        if isinstance(pull.get("user"), dict):  # GitHub's minimal pull requests have none; kept when given
+            summary["user"] = _pick(pull["user"], f"{where}.user", "login", "id", "type")
+        return number, summary
+    return None
+
+
 _ROUTES = {
     "issues": _issues,
     "issue_comment": _issue_comment,
     "pull_request_review": _pull_request_review,
     "pull_request_review_comment": _pull_request_review_comment,
+    "check_suite": _check_suite,
+    "workflow_run": _workflow_run,
+    "check_run": _check_run,
 }
 
 
@@ -261,7 +384,7 @@ def _comment(comment: dict[str, Any]) -> dict[str, Any]:
 
 # The fields Honk keeps, by the type GitHub's schema gives them; every other field kept is a string.
 _IDS = {"id": MAX_ID, "in_reply_to_id": MAX_ID, "pull_request_review_id": MAX_ID, "number": MAX_NUMBER,
-        "line": MAX_NUMBER, "original_line": MAX_NUMBER}
+        "line": MAX_NUMBER, "original_line": MAX_NUMBER, "check_suite_id": MAX_ID, "run_attempt": MAX_NUMBER}
 _FLAGS = {"private", "fork", "draft"}
 _REPO = re.compile(r"[^/\s]+/[^/\s]+")
 

@@ -71,7 +71,7 @@ async def _change_and_answer(run: Run, workspace: Workspace, pull: dict[str, Any
         await _answer(run, brief, answers, general, sha=None)
         await run.status.finish(Outcome(
             "💬 I made no change this time.", [general] if general else []), run.figures)
-        return {"outcome": "no_change", "summary": general, **steps.result_figures(attempt.result)}
+        return {"outcome": "no_change", "summary": general, **steps.result_figures(attempt)}
     await steps.guard_change(run, workspace)
     title = report.change_title(general, f"Address review on #{job.number}", job.number)
     pushed = await steps.commit_and_push(run, workspace, sandbox, attempt, title=title, summary=general,
@@ -84,12 +84,12 @@ async def _change_and_answer(run: Run, workspace: Workspace, pull: dict[str, Any
         notes.append(f"⚠️ The base branch `{fresh['base']['ref']}` has moved and this pull request no longer merges "
                      "cleanly.")
     await _update_figures(run, fresh)
-    await run.status.finish(Outcome(
-        f"✅ Pushed {pushed.sha[:7]} to `{workspace.branch}`: {title}",
-        [report.verification_line(pushed.verification), *notes]), run.figures)
+    await steps.check_finished(run, pushed.check_run, pushed.verification, attempt.judgement)
+    await run.status.finish(Outcome(f"✅ Pushed {pushed.sha[:7]} to `{workspace.branch}`: {title}",
+                                    [*steps.outcome_details(attempt, pushed.verification), *notes]), run.figures)
     return {"outcome": "pushed", "commit": pushed.sha, "branch": workspace.branch, "summary": general,
             "threads": [t.root_id for t in brief.threads], "verification": pushed.verification.to_dict(),
-            **steps.result_figures(attempt.result)}
+            **steps.result_figures(attempt)}
 
 
 async def _brief(run: Run, workspace: Workspace, pull: dict[str, Any], triggers: list[dict[str, Any]]

@@ -4,6 +4,10 @@ Every kind starts the same way: the requester must have write access, checked ag
 (the webhook route stays fast, and a permission revoked while the job waited is honoured). A request from
 anyone else ends at once as "not authorised" and touches nothing. A new kind is one `register` line here and
 a short file of steps (app/jobs/steps.py).
+
+One exception: a red CI run on Honk's own pull request is nobody's request (GitHub Actions or Honk's own bot
+sends it). Its authority is that Honk pushed the failing head, which the job checks before anything else
+(app/jobs/fix_ci.py); a person's `@honk fix ci` is authorised like any other request.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from githubkit.exception import GitHubException
 
 from app.github.client import GitHubApp, GitHubNotConfigured, can_write
 from app.jobs.control import control
+from app.jobs.fix_ci import fix_ci
 from app.jobs.follow_up import follow_up
+from app.jobs.recheck import recheck
 from app.jobs.resolve_issue import resolve_issue
 from app.queue.context import Handlers, JobContext, JobFailed
 from app.queue.requests import JobKind
@@ -33,10 +39,7 @@ class NotAuthorised(Exception):
 async def authorise(ctx: JobContext) -> GitHubApp:
     """The App, once the job's requester is known to have write access; NotAuthorised otherwise."""
     job = ctx.job
-    try:
-        app = GitHubApp.for_settings(ctx.settings)
-    except GitHubNotConfigured as exc:
-        raise JobFailed(str(exc), retry=False) from None
+    app = _app(ctx)
     if not job.requester or job.installation_id is None:
         raise NotAuthorised(job.requester or "nobody", "none")
     try:
@@ -50,11 +53,24 @@ async def authorise(ctx: JobContext) -> GitHubApp:
     return app
 
 
-def authorised(job: AuthorisedJob) -> Callable[[JobContext], Awaitable[dict[str, Any]]]:
-    """The handler the worker runs: authorise, then do the job; a refusal is the job's (successful) result."""
+def _app(ctx: JobContext) -> GitHubApp:
+    try:
+        return GitHubApp.for_settings(ctx.settings)
+    except GitHubNotConfigured as exc:
+        raise JobFailed(str(exc), retry=False) from None
+
+
+def _from_ci(payload: dict[str, Any]) -> bool:
+    return payload.get("type") == "ci"
+
+
+def authorised(job: AuthorisedJob, *, unless: Callable[[dict[str, Any]], bool] = lambda payload: False
+               ) -> Callable[[JobContext], Awaitable[dict[str, Any]]]:
+    """The handler the worker runs: authorise, then do the job; a refusal is the job's (successful) result.
+    `unless(payload)` names the requests that carry their own authority, checked by the job itself."""
     async def handler(ctx: JobContext) -> dict[str, Any]:
         try:
-            app = await authorise(ctx)
+            app = _app(ctx) if unless(ctx.job.payload or {}) else await authorise(ctx)
         except NotAuthorised as exc:
             return {"outcome": "not_authorised", "requester": exc.login, "role": exc.role, "detail": str(exc)}
         return await job(ctx, app)
@@ -66,3 +82,5 @@ handlers = Handlers()
 handlers.register(JobKind.RESOLVE_ISSUE)(authorised(resolve_issue))
 handlers.register(JobKind.FOLLOW_UP)(authorised(follow_up))
 handlers.register(JobKind.CONTROL)(authorised(control))
+handlers.register(JobKind.FIX_CI)(authorised(fix_ci, unless=_from_ci))
+handlers.register(JobKind.RECHECK)(authorised(recheck))

@@ -2,35 +2,48 @@
 
 `parse_repo_config` turns the file's text into a `RepoConfig`, or raises `RepoConfigError` whose message is
 meant for the repository's people: it is posted in a status comment, so it names the file, the setting and
-the line, in markdown, and never carries a traceback. `detect_test_command` guesses the test command of a
-checkout from its files alone, for repositories whose config says nothing about tests.
+the line, in markdown, and never carries a traceback. What runs when nothing is declared (verifiers detected
+from build files) is app/jobs/verifiers.py's business, not this module's.
 
 Example:
 
     setup: pip install -e .[dev]
-    test: python -m pytest -q
+    verify:
+      format: ruff format --check .
+      lint: ruff check .
+      types: mypy src
+      test: python -m pytest -q
     budget:
       max_turns: 40
       max_cost_usd: 5
     draft: on_failure
     protected_paths: ["migrations/**", "*.lock", "LICENSE"]
+
+`verify:` maps verifier names to shell commands; when it is present Honk runs exactly those. The older
+`test: <command>` still works and means the verifier `test` (setting both `test:` and `verify.test` is an error).
 """
 
 from __future__ import annotations
 
-import configparser
 import difflib
 import json
 import re
-import tomllib
-from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import pathspec
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
     from app.agent.budget import Budget
@@ -38,6 +51,10 @@ if TYPE_CHECKING:
 
 DEFAULT_SOURCE = ".github/honk.yml"
 MAX_CONFIG_BYTES = 64 * 1024  # a settings file larger than this is a mistake, not a configuration
+
+MAX_VERIFIERS = 20  # each one runs after every agent round; more than this is a CI pipeline, not a check
+VERIFIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+_NAME_RULE = "must be 1 to 40 letters, digits, `_`, `.` or `-`, starting with a letter or digit"
 
 DraftPolicy = Literal["never", "on_failure", "always"]
 
@@ -60,8 +77,15 @@ def _glob(value: str) -> str:
     return value
 
 
+def _verifier_name(value: str) -> str:
+    if not VERIFIER_NAME.fullmatch(value):
+        raise ValueError(_NAME_RULE)
+    return value
+
+
 Command = Annotated[str, AfterValidator(_command)]
 Glob = Annotated[str, AfterValidator(_glob)]
+VerifierName = Annotated[str, AfterValidator(_verifier_name)]
 
 
 class BudgetConfig(BaseModel):
@@ -82,6 +106,7 @@ class RepoConfig(BaseModel):
 
     setup: list[Command] = Field(default_factory=list)
     test: str | None = None
+    verify: dict[VerifierName, Command] | None = None  # None: not set (detect); {}: run no verifiers
     model: str | None = None
     budget: BudgetConfig | None = None
     branch_prefix: str = "honk/"
@@ -103,6 +128,29 @@ class RepoConfig(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("must be a shell command; leave it out (or set it to null) to let Honk detect one")
         return value.strip() if value is not None else None
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _names_as_text(cls, value: object) -> object:
+        # YAML reads `verify: {1: make check}` with an integer key; as a name it is the text the file shows.
+        if isinstance(value, dict):
+            return {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in value.items()}
+        return value
+
+    @field_validator("verify")
+    @classmethod
+    def _not_too_many(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) > MAX_VERIFIERS:
+            raise ValueError(f"has {len(value)} verifiers; Honk runs at most {MAX_VERIFIERS}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_test_verifier(self) -> Self:
+        if self.test is not None and self.verify is not None and "test" in self.verify:
+            # The error names both settings so the message can cite both lines (see `_one_problem`).
+            raise PydanticCustomError("conflict", "`test` and `verify.test` both set the verifier `test`",
+                                      {"settings": [["test"], ["verify", "test"]]})
+        return self
 
     @field_validator("model")
     @classmethod
@@ -201,6 +249,9 @@ _RULES = {
     "setup": "must be a shell command or a list of shell commands",
     "setup[]": "must be a shell command (a string)",
     "test": "must be a shell command (a string), or null to let Honk detect one",
+    "verify": "must be a mapping of verifier names to shell commands, such as `lint: ruff check .`",
+    "verify.<name>": "must be a shell command (a string)",
+    "verify.<name>[key]": _NAME_RULE,
     "model": "must be a model name (a string)",
     "budget": "must be a mapping with any of `max_turns`, `max_tokens`, `max_cost_usd`, `max_wall_seconds`",
     "budget.max_turns": "must be a positive integer",
@@ -262,17 +313,35 @@ def _describe(exc: ValidationError, root: yaml.Node | None, source: str) -> str:
 
 def _one_problem(error: Any, root: yaml.Node | None) -> str:
     loc = tuple(error["loc"])
-    line = _line_of(root, loc)
+    if error["type"] == "conflict":
+        return _conflict(error, root)
+    # Pydantic spells a bad mapping key in `loc` as text or a number (`true` becomes 1); the key itself is the input.
+    line = _line_of(root, (*loc[:-2], error.get("input")) if loc[-1] == "[key]" else loc)
     at = f", on line {line}" if line else ""
     if error["type"] == "extra_forbidden":
         return _unknown_setting(loc, at)
     field = _field_name(loc)
-    rule_key = ".".join(str(p) for p in loc if not isinstance(p, int)) + ("[]" if isinstance(loc[-1], int) else "")
     if error["type"] == "value_error":
         sentence = str(error["msg"]).removeprefix("Value error, ")
     else:
-        sentence = _RULES.get(rule_key, "has an invalid value")
-    return f"{field} {sentence} (got {_shown(error.get('input'))}){at}."
+        sentence = _RULES.get(_rule_key(loc), "has an invalid value")
+    value = error.get("input")
+    # A sentence about a whole mapping ("has 21 verifiers") says more than "(got a mapping)" would.
+    got = "" if error["type"] == "value_error" and isinstance(value, dict) else f" (got {_shown(value)})"
+    return f"{field} {sentence}{got}{at}."
+
+
+def _rule_key(loc: tuple[Any, ...]) -> str:
+    if loc[0] == "verify" and len(loc) > 1:  # the names under `verify` are the repository's own
+        return "verify.<name>" + ("[key]" if loc[-1] == "[key]" else "")
+    return ".".join(str(p) for p in loc if not isinstance(p, int)) + ("[]" if isinstance(loc[-1], int) else "")
+
+
+def _conflict(error: Any, root: yaml.Node | None) -> str:
+    """Two settings that exclude each other: the sentence names both, and their lines."""
+    lines = [line for loc in error.get("ctx", {}).get("settings", []) if (line := _line_of(root, tuple(loc)))]
+    at = f" (on lines {' and '.join(str(n) for n in lines)})" if len(lines) > 1 else ""
+    return f"{error['msg']}{at}; keep one."
 
 
 def _unknown_setting(loc: tuple[Any, ...], at: str) -> str:
@@ -285,6 +354,10 @@ def _unknown_setting(loc: tuple[Any, ...], at: str) -> str:
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
+    if loc[0] == "verify" and len(loc) == 3 and loc[-1] == "[key]":
+        return "a verifier name in `verify`"
+    if loc[0] == "verify" and len(loc) == 2:
+        return f"`verify.{loc[1]}`"  # a name such as `1` is a key here, not a list index
     path = ".".join(str(p) for p in loc if not isinstance(p, int))
     if isinstance(loc[-1], int):
         return f"item {loc[-1] + 1} of `{path}`"
@@ -317,8 +390,7 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     line = None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            found = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)),
-                         None)
+            found = next(((k, v) for k, v in node.value if _is_key(k, part)), None)
             if found is None:
                 return line
             key, node = found
@@ -329,6 +401,19 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         else:
             return line
     return line
+
+
+def _is_key(node: yaml.Node, part: object) -> bool:
+    if not isinstance(node, yaml.ScalarNode):
+        return False
+    if isinstance(part, str) or node.style is not None:
+        return node.value == str(part)
+    # A key YAML read as another type (`true:`, `null:`): compare what it reads as, not its spelling.
+    try:
+        value = yaml.safe_load(node.value)
+    except yaml.YAMLError:
+        return False
+    return type(value) is type(part) and value == part
 
 
 def _duplicate_key(node: yaml.Node | None) -> tuple[str, int] | None:
@@ -348,126 +433,4 @@ def _duplicate_key(node: yaml.Node | None) -> tuple[str, int] | None:
             found = _duplicate_key(item)
             if found:
                 return found
-    return None
-
-
-# Test command detection
-
-
-@dataclass(frozen=True)
-class DetectedCommand:
-    command: str
-    reason: str  # a sentence fragment for the pull request: "found `pytest` settings in pyproject.toml"
-
-
-PYTEST = "python -m pytest -q"
-NPM_DEFAULT_TEST = 'echo "Error: no test specified" && exit 1'
-MAX_TEST_FILES_SCANNED = 2000  # enough to find one test file; keeps detection fast on huge trees
-
-
-def detect_test_command(root: Path) -> DetectedCommand | None:
-    """The repository's test command, guessed from its files; nothing is executed.
-
-    A Makefile's own `test` target comes first, since it usually wraps the ecosystem's runner with the
-    project's flags; then pytest, npm, go and cargo.
-    """
-    for detect in (_make, _pytest, _npm, _go, _cargo):
-        found = detect(root)
-        if found:
-            return found
-    return None
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
-    except OSError:
-        return None
-
-
-def _make(root: Path) -> DetectedCommand | None:
-    # The file GNU make itself would read first.
-    for name in ("GNUmakefile", "makefile", "Makefile"):
-        text = _read(root / name)
-        if text is not None:
-            # `test:` or `lint test: deps`, but not a variable such as `test := x` or `test ?= x`.
-            if re.search(r"^(?:[^\s:#=]+[ \t]+)*test(?:[ \t]+[^\s:#=]+)*[ \t]*::?(?!=)", text, re.M):
-                return DetectedCommand("make test", f"found a `test` target in {name}")
-            return None
-    return None
-
-
-def _pytest(root: Path) -> DetectedCommand | None:
-    pyproject = _read(root / "pyproject.toml")
-    if pyproject is not None and _has_pytest_table(pyproject):
-        return DetectedCommand(PYTEST, "found `pytest` settings in pyproject.toml")
-    if (root / "pytest.ini").is_file():
-        return DetectedCommand(PYTEST, "found pytest.ini")
-    for name, section in (("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
-        text = _read(root / name)
-        if text is not None and _has_ini_section(text, section):
-            return DetectedCommand(PYTEST, f"found a `[{section}]` section in {name}")
-    for conftest in ("conftest.py", "tests/conftest.py", "test/conftest.py"):
-        if (root / conftest).is_file():
-            return DetectedCommand(PYTEST, f"found {conftest}")
-    example = _python_test_file(root)
-    if example:
-        return DetectedCommand(PYTEST, f"found Python test files such as `{example}`")
-    return None
-
-
-def _has_pytest_table(text: str) -> bool:
-    try:
-        tool = tomllib.loads(text).get("tool", {})
-    except tomllib.TOMLDecodeError:
-        # A broken pyproject still tells us what the project uses.
-        return re.search(r"^\s*\[tool\.pytest[.\]]", text, re.M) is not None
-    return isinstance(tool, dict) and "pytest" in tool
-
-
-def _has_ini_section(text: str, section: str) -> bool:
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read_string(text)
-    except configparser.Error:
-        return re.search(rf"^\s*\[{re.escape(section)}\]", text, re.M) is not None
-    return parser.has_section(section)
-
-
-def _python_test_file(root: Path) -> str | None:
-    for folder in ("tests", "test"):
-        base = root / folder
-        if not base.is_dir():
-            continue
-        for seen, path in enumerate(base.rglob("*.py")):
-            if seen >= MAX_TEST_FILES_SCANNED:
-                break
-            if path.is_file() and (path.name.startswith("test_") or path.name.endswith("_test.py")):
-                return path.relative_to(root).as_posix()
-    return None
-
-
-def _npm(root: Path) -> DetectedCommand | None:
-    text = _read(root / "package.json")
-    if text is None:
-        return None
-    try:
-        scripts = json.loads(text).get("scripts")
-    except (ValueError, AttributeError):
-        return None
-    test = scripts.get("test") if isinstance(scripts, dict) else None
-    if not isinstance(test, str) or not test.strip() or test.strip() == NPM_DEFAULT_TEST or "no test specified" in test:
-        return None  # `npm init` writes a test script that only fails
-    return DetectedCommand("npm test", "found a `test` script in package.json")
-
-
-def _go(root: Path) -> DetectedCommand | None:
-    if (root / "go.mod").is_file():
-        return DetectedCommand("go test ./...", "found go.mod")
-    return None
-
-
-def _cargo(root: Path) -> DetectedCommand | None:
-    if (root / "Cargo.toml").is_file():
-        return DetectedCommand("cargo test", "found Cargo.toml")
     return None

@@ -52,29 +52,29 @@ async def _change_and_open_pull(run: Run, workspace: Workspace, info: dict[str, 
     title = report.change_title(summary, (job.payload.get("issue") or {}).get("title", ""), job.number)
     pushed = await steps.commit_and_push(run, workspace, sandbox, attempt, title=title, summary=summary)
     pull, opened, draft = await _open_or_update_pull(run, workspace, info, attempt, title=title, sha=pushed.sha)
+    await steps.check_finished(run, pushed.check_run, pushed.verification, attempt.judgement)
 
-    stopped = steps.stopped_early(attempt.result)
     verb = "Opened" if opened else "Updated"
-    await run.status.finish(Outcome(
-        f"✅ {verb} #{pull['number']}: {title}" + (" (draft)" if draft else ""),
-        [report.verification_line(pushed.verification)] + ([f"⚠️ {stopped}"] if stopped else [])), run.figures)
+    await run.status.finish(Outcome(f"✅ {verb} #{pull['number']}: {title}" + (" (draft)" if draft else ""),
+                                    steps.outcome_details(attempt, pushed.verification)), run.figures)
     return {"outcome": "pull_request", "pull_request": pull["number"], "pull_request_url": pull.get("html_url"),
             "branch": workspace.branch, "commit": pushed.sha, "opened": opened, "draft": draft,
             "summary": summary[:2000], "verification": pushed.verification.to_dict(),
-            **steps.result_figures(attempt.result)}
+            **steps.result_figures(attempt)}
 
 
 async def _open_or_update_pull(run: Run, workspace: Workspace, info: dict[str, Any], attempt: Attempt, *,
                                title: str, sha: str) -> tuple[dict[str, Any], bool, bool]:
-    """The issue's one pull request: the open one on the branch is updated, else one is opened (a draft when
-    the tests failed or the run stopped early) and the requester asked to review it."""
+    """The issue's one pull request: the open one on the branch is updated, else one is opened (a draft when a
+    verifier still fails, the judge vetoed twice, or the run stopped early; per `draft:`) and the requester asked
+    to review it."""
     job, repo = run.ctx.job, run.repo
     assert attempt.verification is not None
     stopped = steps.stopped_early(attempt.result)
-    draft = run.config.opens_as_draft(not attempt.verification.failed) or stopped is not None
+    draft = run.config.opens_as_draft(attempt.sound) or stopped is not None
     body = report.pull_body(summary=attempt.result.summary, issue=job.number, verification=attempt.verification,
                             figures=run.figures, link=run.status.link, requester=job.requester or "",
-                            stopped=stopped)
+                            stopped=stopped, judgement=attempt.judgement)
     pull = await repo.find_pull(info["owner"]["login"], workspace.branch)
     opened = not (pull and pull.get("state") == "open")
     if pull and not opened:
@@ -96,7 +96,7 @@ async def _no_change(run: Run, attempt: Attempt) -> dict[str, Any]:
                 else f"⚠️ I stopped before making a change: {stopped}")
     details = [result.summary.strip()] if result.summary.strip() else []
     await run.status.finish(Outcome(headline, details), run.figures)
-    return {"outcome": "no_change", "summary": result.summary, "stop": result.stop, **steps.result_figures(result)}
+    return {"outcome": "no_change", "summary": result.summary, "stop": result.stop, **steps.result_figures(attempt)}
 
 
 async def _existing_branch(mirror: Mirror, prefix: str, number: int) -> str | None:

@@ -18,42 +18,47 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from githubkit.exception import GitHubException
 
-from app.agent import Agent, AgentResult, DataBlock, Task
+from app.agent import Agent, AgentResult, DataBlock, Task, prompts
+from app.agent.judge import Judge, JudgeVerdict
 from app.checkout.egress import EgressProxy
 from app.checkout.sandbox import Sandbox, SandboxError
-from app.checkout.verify import Verification, run_setup, run_tests
+from app.checkout.verify import Verification, Verifier, run_setup, run_verifiers
 from app.checkout.workspace import GitError, Mirror, Workspace, git
 from app.github.client import AppIdentity, GitHubApp, Repo, can_write
 from app.jobs import report
 from app.jobs.guard import check_change
-from app.jobs.repo_config import DEFAULT_SOURCE, RepoConfig, RepoConfigError, detect_test_command, parse_repo_config
+from app.jobs.repo_config import DEFAULT_SOURCE, RepoConfig, RepoConfigError, parse_repo_config
 from app.jobs.report import JobLink, Outcome, RunFigures
+from app.jobs.verifiers import verifiers_for
 from app.queue.context import JobContext, JobFailed
 
 log = logging.getLogger("honk.jobs")
 
-FIX_ROUNDS = 2  # extra agent rounds when Honk's own test run fails
-TEST_TIMEOUT = 900.0
+TEST_TIMEOUT = 900.0  # per verifier: test suites outlast the shell's per-command timeout
 MAX_DIFF_CHARS = 200_000  # the diff kept in the audit trail for the job page
 # Which trigger gets the 👀: a comment by its id, a label by its issue. A review as a whole has no reactions.
 _REACTS_TO = {"issue_comment": "comment", "pr_comment": "comment", "command": "comment",
-              "review_comment": "review_comment"}
+              "fix_ci_command": "comment", "review_comment": "review_comment"}
 
 
 class StatusComment:
     """The one comment per run that says where the job is, edited in place."""
 
-    def __init__(self, repo: Repo, number: int, link: JobLink, bot_login: str) -> None:
+    def __init__(self, repo: Repo, number: int, link: JobLink, bot_login: str, *, silent: bool = False) -> None:
         self.repo, self.number, self.link, self.bot_login = repo, number, link, bot_login
         self.id: int | None = None
         self.notes: list[str] = []  # said under whatever outcome the run ends with (e.g. hosts setup could not reach)
+        # A silent status says nothing on GitHub: for work that reports elsewhere (a check run), or that may
+        # turn out to need no answer at all (most CI events).
+        self.silent = silent
 
     async def show(self, body: str) -> None:
+        if self.silent:
+            return
         if self.id is None:
             # A retried job edits the comment its earlier attempt wrote.
             for comment in await self.repo.issue_comments(self.number):
@@ -94,11 +99,23 @@ class Run:
 
 @dataclass
 class Attempt:
-    """The agent's work on a workspace, once Honk has verified it."""
+    """The agent's work on a workspace, once Honk has verified it and the judge has read it."""
 
     result: AgentResult
     changed: list[str]  # staged paths; empty when the model changed nothing
     verification: Verification | None  # None when there was nothing to verify
+    judgement: JudgeVerdict | None = None  # None when the judge is off or there was no change
+    vetoes: int = 0
+
+    @property
+    def vetoed(self) -> bool:
+        """The judge's last word was a veto (after the one round it gets back to the agent)."""
+        return self.judgement is not None and self.judgement.decision == "veto"
+
+    @property
+    def sound(self) -> bool:
+        """Every verifier passed and the judge did not veto: what decides a draft under `draft: on_failure`."""
+        return not (self.verification and self.verification.failed) and not self.vetoed
 
 
 @dataclass
@@ -106,20 +123,21 @@ class Pushed:
     sha: str
     verification: Verification  # after a catch-up, the run on the rebased commit
     notes: list[str]  # what the status comment should add (the branch had moved)
+    check_run: int | None = None  # the `Honk` check run on `sha`, in progress until `check_finished`
 
 
 # Opening and acknowledging
 
 
 @asynccontextmanager
-async def opened(ctx: JobContext, app: GitHubApp) -> AsyncIterator[Run]:
+async def opened(ctx: JobContext, app: GitHubApp, *, silent: bool = False) -> AsyncIterator[Run]:
     """The job's repository, as the App's installation, with a status comment that is not posted yet."""
     job = ctx.job
     identity = await app.identity(job.installation_id)
     link = JobLink(job.id, ctx.settings.honk_public_url)
     async with await app.repo(job.installation_id, job.repo) as repo:
-        yield Run(ctx=ctx, repo=repo, identity=identity, status=StatusComment(repo, job.number, link,
-                                                                              identity.bot_login))
+        status = StatusComment(repo, job.number, link, identity.bot_login, silent=silent)
+        yield Run(ctx=ctx, repo=repo, identity=identity, status=status)
 
 
 async def acknowledge(run: Run, triggers: list[dict[str, Any]]) -> None:
@@ -250,29 +268,67 @@ async def prepare_sandbox(run: Run, workspace: Workspace) -> Sandbox:
 
 
 async def agent_rounds(run: Run, workspace: Workspace, sandbox: Sandbox, task: Task) -> Attempt:
-    """Run the agent, verify what it changed, and hand failing tests back for up to FIX_ROUNDS more rounds."""
+    """Run the agent, then the gate: Honk runs every verifier itself and hands failures back for up to
+    HONK_VERIFY_ROUNDS more rounds; then the judge reads the diff, and a veto goes back to the agent once."""
     settings, config = run.ctx.settings, run.config
-    test_command, test_reason = _test_command(config, workspace.path)
+    verifiers, no_verifiers = verifiers_for(config, workspace.path)
     agent_settings = settings.model_copy(update={"honk_model": config.model_over(settings)})
     await run.status.step("working on the change")
     async with Agent(agent_settings, workspace.path, run.ctx.audit, budget=config.budget_over(settings),
-                     secrets=[run.repo.token], sandbox=sandbox) as agent:
-        result = await agent.run(task)
-        changed = await _stage(agent, workspace)
-        verification = await verify(run, sandbox, test_command, test_reason) if changed else None
-        rounds = 0
-        while verification and verification.failed and result.stop == "completed" and rounds < FIX_ROUNDS:
-            rounds += 1
-            await run.status.step(f"tests failed; fixing them (round {rounds} of {FIX_ROUNDS})")
-            result = await agent.resume(
-                f"Honk ran `{test_command}` after your change and it failed. Fix the cause (not the tests, unless "
-                "they are wrong), run it again, and reply with an updated summary. Your shell was restarted "
-                "meanwhile: background processes and exported variables are gone.",
-                data=[DataBlock(f"output of `{test_command}`", verification.output)])
-            changed = await _stage(agent, workspace)
-            verification = await verify(run, sandbox, test_command, test_reason) if changed else None
-    run.figures = _figures(result)
-    return Attempt(result, changed, verification)
+                     secrets=[run.repo.token], sandbox=sandbox, verifiers=verifiers, no_verifiers=no_verifiers,
+                     verify_timeout=TEST_TIMEOUT) as agent:
+        gate = _Gate(run, agent, workspace, sandbox, verifiers, no_verifiers)
+        attempt = await gate.verified(await agent.run(task), rounds=settings.honk_verify_rounds)
+        if attempt.changed and settings.honk_judge:
+            attempt.judgement = await judge(run, workspace, task)
+            if attempt.judgement.decision == "veto" and attempt.result.stop == "completed":
+                await run.status.step("the judge vetoed the change; addressing its reason")
+                result = await agent.resume(prompts.VETOED, data=[DataBlock("the judge's reason",
+                                                                            attempt.judgement.reason)])
+                judged = attempt.judgement
+                attempt = await gate.verified(result, rounds=settings.honk_verify_rounds - gate.rounds_used)
+                attempt.judgement = await judge(run, workspace, task) if attempt.changed else judged
+                attempt.vetoes = 1 + (attempt.judgement.decision == "veto")
+    run.figures = _figures(attempt.result, attempt.judgement)
+    return attempt
+
+
+class _Gate:
+    """Honk's own run of the verifiers after the agent stops, with failures handed back to it."""
+
+    def __init__(self, run: Run, agent: Agent, workspace: Workspace, sandbox: Sandbox, verifiers: list[Verifier],
+                 no_verifiers: str) -> None:
+        self.run, self.agent, self.workspace, self.sandbox = run, agent, workspace, sandbox
+        self.verifiers, self.no_verifiers = verifiers, no_verifiers
+        self.rounds_used = 0
+
+    async def verified(self, result: AgentResult, *, rounds: int) -> Attempt:
+        changed = await _stage(self.agent, self.workspace)
+        verification = await self.check() if changed else None
+        for round_ in range(1, max(rounds, 0) + 1):
+            if not (verification and verification.failed and result.stop == "completed"):
+                break
+            self.rounds_used += 1
+            failing = ", ".join(r.name for r in verification.failing)
+            await self.run.status.step(f"verifiers failed ({failing}); fixing them (round {round_} of {rounds})")
+            result = await self.agent.resume(prompts.VERIFIERS_FAILED, data=[
+                DataBlock("Honk's run of the verifiers", verification.verdict())])
+            changed = await _stage(self.agent, self.workspace)
+            verification = await self.check() if changed else None
+        return Attempt(result, changed, verification)
+
+    async def check(self) -> Verification:
+        return await verify(self.run, self.sandbox, self.verifiers, self.no_verifiers)
+
+
+async def judge(run: Run, workspace: Workspace, task: Task) -> JudgeVerdict:
+    """The independent judge's verdict on the staged change: it reads the request, the repository's
+    instructions and the diff, never the agent's transcript."""
+    await run.status.step("the judge is reading the change")
+    judge_ = Judge(run.ctx.settings, run.ctx.audit, secrets=[run.repo.token])
+    return await judge_.review(request=prompts.task_message(task), diff=await workspace.diff(),
+                               instructions=prompts.repository_notes(workspace.path),
+                               repository=run.ctx.job.repo)
 
 
 async def _stage(agent: Agent, workspace: Workspace) -> list[str]:
@@ -287,10 +343,11 @@ async def _stage(agent: Agent, workspace: Workspace) -> list[str]:
     return await workspace.stage_all()
 
 
-async def verify(run: Run, sandbox: Sandbox, command: str | None, reason: str) -> Verification:
-    """Honk's own run of the repository's tests, in a fresh sandbox."""
-    await run.status.step(f"running `{command}`" if command else "checking the change")
-    verification = await run_tests(sandbox, command, reason, TEST_TIMEOUT)
+async def verify(run: Run, sandbox: Sandbox, verifiers: list[Verifier], no_verifiers: str) -> Verification:
+    """Honk's own run of the repository's verifiers, each in a fresh sandbox."""
+    names = ", ".join(v.name for v in verifiers)
+    await run.status.step(f"running the verifiers ({names})" if verifiers else "checking the change")
+    verification = await run_verifiers(sandbox, verifiers, TEST_TIMEOUT, reason=no_verifiers)
     await run.ctx.audit.record("verify.tests", **verification.to_dict())
     return verification
 
@@ -311,7 +368,7 @@ async def guard_change(run: Run, workspace: Workspace) -> None:
 
 
 async def commit_and_push(run: Run, workspace: Workspace, sandbox: Sandbox, attempt: Attempt, *, title: str,
-                          summary: str, catch_up: bool = False) -> Pushed:
+                          summary: str, catch_up: bool = False, ci_fix: bool = False) -> Pushed:
     """Commit the staged change as the App's bot, crediting the requester, and push it without force. With
     `catch_up`, a branch that moved meanwhile (a person pushed) gets the commit replayed on top, verified
     again, then pushed; otherwise the push fails."""
@@ -319,7 +376,7 @@ async def commit_and_push(run: Run, workspace: Workspace, sandbox: Sandbox, atte
     await run.status.step("pushing the change")
     diff = await workspace.diff()
     started = time.monotonic()
-    sha = await _commit(run, workspace, title=title, summary=summary)
+    sha = await _commit(run, workspace, title=title, summary=summary, ci_fix=ci_fix)
     verification, notes = attempt.verification, []
     try:
         await workspace.push(run.repo.token)
@@ -331,23 +388,67 @@ async def commit_and_push(run: Run, workspace: Workspace, sandbox: Sandbox, atte
             raise JobFailed("the branch moved while I worked and my change conflicts with the new commits; "
                             "nothing was pushed. Ask again to start from the branch as it is now.") from None
         sha = await workspace.head()
-        if verification.command:
-            verification = await run_tests(sandbox, verification.command, verification.reason, TEST_TIMEOUT)
+        verifiers, no_verifiers = verifiers_for(run.config, workspace.path)
+        verification = await run_verifiers(sandbox, verifiers, TEST_TIMEOUT, reason=no_verifiers)
         await run.ctx.audit.record("verify.tests", after_catch_up=True, **verification.to_dict())
         notes.append("The branch had new commits; my change is on top of them.")
         await workspace.push(run.repo.token)
     await run.ctx.audit.record("git.pushed", branch=workspace.branch, commit=sha, files=attempt.changed,
                                seconds=round(time.monotonic() - started, 3), diff=report.clip(diff, MAX_DIFF_CHARS))
-    return Pushed(sha, verification, notes)
+    return Pushed(sha, verification, notes, await check_started(run, sha))
 
 
-async def _commit(run: Run, workspace: Workspace, *, title: str, summary: str) -> str:
+async def _commit(run: Run, workspace: Workspace, *, title: str, summary: str, ci_fix: bool = False) -> str:
     job = run.ctx.job
     sender = job.payload.get("sender") or {}
+    # A person is credited; a CI fix was asked for by a bot's delivery, and credits nobody.
     co_author = (f"{job.requester} <{sender['id']}+{job.requester}@users.noreply.github.com>"
-                 if sender.get("id") and job.requester else None)
-    message = report.commit_message(title=title, summary=summary, job_id=job.id, co_author=co_author)
+                 if sender.get("id") and job.requester and sender.get("type") != "Bot" else None)
+    message = report.commit_message(title=title, summary=summary, job_id=job.id, co_author=co_author, ci_fix=ci_fix)
     return await workspace.commit(message, name=run.identity.bot_login, email=run.identity.bot_email)
+
+
+# The `Honk` check run
+
+
+async def check_started(run: Run, sha: str) -> int | None:
+    """A `Honk` check run on `sha`, in progress while Honk works. The check run is a report, not the work: a
+    failure to write it (the App lacking `checks: write`, say) is recorded and the job goes on."""
+    try:
+        made = await run.repo.create_check_run(
+            name=report.CHECK_NAME, head_sha=sha, status="in_progress", external_id=str(run.ctx.job.id),
+            details_url=run.status.link.url, output={"title": "Honk is working", "summary": run.status.link.markdown()})
+    except GitHubException as exc:
+        log.warning("cannot create the check run: %s", exc)
+        await run.ctx.audit.record("check_run.failed", commit=sha, error=str(exc)[:500])
+        return None
+    await run.ctx.audit.record("check_run.started", commit=sha, check_run=made["id"])
+    return made["id"]
+
+
+async def check_finished(run: Run, check_run: int | None, verification: Verification | None,
+                         judgement: JudgeVerdict | None, note: str | None = None) -> None:
+    """Complete the check run: success, failure or neutral, with each verifier, the verdict and the figures."""
+    if check_run is None:
+        return
+    conclusion = report.check_conclusion(verification, judgement)
+    output = report.check_output(verification=verification, judgement=judgement, figures=run.figures,
+                                 link=run.status.link, note=note)
+    try:
+        await run.repo.update_check_run(check_run, status="completed", conclusion=conclusion, output=output)
+    except GitHubException as exc:
+        log.warning("cannot complete the check run: %s", exc)
+        await run.ctx.audit.record("check_run.failed", check_run=check_run, error=str(exc)[:500])
+        return
+    await run.ctx.audit.record("check_run.finished", check_run=check_run, conclusion=conclusion)
+
+
+def outcome_details(attempt: Attempt, verification: Verification) -> list[str]:
+    """What the status comment says under its headline: the verifiers, the judge, an early stop."""
+    stopped = stopped_early(attempt.result)
+    judged = report.judge_line(attempt.judgement)
+    return [report.verification_line(verification), *([judged] if judged else []),
+            *([f"⚠️ {stopped}"] if stopped else [])]
 
 
 # Results
@@ -364,9 +465,11 @@ def stopped_early(result: AgentResult) -> str | None:
     return f"the run ended early ({result.stop}: {result.error or 'no detail'})."
 
 
-def result_figures(result: AgentResult) -> dict[str, Any]:
-    return {"turns": result.turns, "cost_usd": round(result.cost_usd, 4), "usage": result.usage,
-            "agent_seconds": round(result.duration_s, 2), "stop": result.stop}
+def result_figures(attempt: Attempt) -> dict[str, Any]:
+    result, judgement = attempt.result, attempt.judgement
+    return {"turns": result.turns, "cost_usd": round(result.cost_usd + (judgement.cost_usd if judgement else 0), 4),
+            "usage": result.usage, "agent_seconds": round(result.duration_s, 2), "stop": result.stop,
+            "judge": judgement.to_dict() if judgement else None}
 
 
 async def _report_failure(run: Run, message: str, *, final: bool) -> None:
@@ -391,20 +494,15 @@ async def _exclude_untracked(workspace: Workspace) -> None:
             handle.write("".join(f"/{path}\n" for path in paths))
 
 
-def _test_command(config: RepoConfig, root: Path) -> tuple[str | None, str]:
-    if config.test:
-        return config.test, f"from `{DEFAULT_SOURCE}`"
-    detected = detect_test_command(root)
-    if detected:
-        return detected.command, detected.reason
-    return None, f"no test command in `{DEFAULT_SOURCE}` and none detected (pytest, npm, go, cargo, make)"
-
-
-def _figures(result: AgentResult) -> RunFigures:
-    usage = result.usage
+def _figures(result: AgentResult, judgement: JudgeVerdict | None = None) -> RunFigures:
+    """The run's figures; the judge's tokens and cost count in them (it is part of what the run cost)."""
+    usage = dict(result.usage)
+    for key, value in (judgement.usage if judgement else {}).items():
+        usage[key] = usage.get(key, 0) + value
     return RunFigures(turns=result.turns,
                       input_tokens=usage.get("input_tokens", 0) + usage.get("cache_creation_input_tokens", 0)
                       + usage.get("cache_read_input_tokens", 0),
                       output_tokens=usage.get("output_tokens", 0),
-                      cache_read_tokens=usage.get("cache_read_input_tokens", 0), cost_usd=result.cost_usd,
-                      seconds=result.duration_s)
+                      cache_read_tokens=usage.get("cache_read_input_tokens", 0),
+                      cost_usd=result.cost_usd + (judgement.cost_usd if judgement else 0.0),
+                      seconds=result.duration_s, judge_cost_usd=judgement.cost_usd if judgement else 0.0)

@@ -11,6 +11,8 @@ class JobKind(enum.StrEnum):
     RESOLVE_ISSUE = "resolve_issue"  # an issue, labelled or mentioned: answer with a pull request
     FOLLOW_UP = "follow_up"  # a review or comment on a pull request: answer with commits and replies
     CONTROL = "control"  # "@honk stop" or "@honk retry" on an issue or pull request
+    FIX_CI = "fix_ci"  # a red CI run on the head Honk pushed to its pull request, or "@honk fix ci"
+    RECHECK = "recheck"  # "Re-run" on Honk's check run: verify the pull request's head again
 
 
 @dataclass(frozen=True)

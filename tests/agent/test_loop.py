@@ -63,8 +63,8 @@ def test_fixes_a_bug_and_sends_valid_requests(make_agent: AgentFactory, fake: Fa
         assert body["tool_choice"] == {"type": "auto"}
         assert body["model"] == "claude-opus-5-5"
         assert body.get("stream", False) is stream
-        assert [t.get("type") for t in body["tools"]] == ["text_editor_20250728", "bash_20250124"]
-        assert [t["name"] for t in body["tools"]] == ["str_replace_based_edit_tool", "bash"]
+        assert [t.get("type") for t in body["tools"]] == ["text_editor_20250728", "bash_20250124", None]
+        assert [t["name"] for t in body["tools"]] == ["str_replace_based_edit_tool", "bash", "verify"]
     # Both results of the parallel calls come first, in one user message, in call order.
     second = bodies[1]["messages"]
     assert [b["type"] for b in second[-1]["content"]] == ["tool_result", "tool_result"]
@@ -85,7 +85,7 @@ def test_custom_tool_style(make_agent: AgentFactory, fake: FakeMessagesAPI, sett
     agent, _ = make_agent(settings=settings.model_copy(update={"honk_tool_style": "custom"}), stream=stream)
     assert go(agent).stop == "completed"
     tools = fake.bodies[0]["tools"]
-    assert [t["name"] for t in tools] == ["str_replace_based_edit_tool", "bash"]
+    assert [t["name"] for t in tools] == ["str_replace_based_edit_tool", "bash", "verify"]
     assert all("type" not in t and t["input_schema"]["type"] == "object" for t in tools)
     assert set(tools[0]["input_schema"]["properties"]) >= {"command", "path", "view_range", "old_str", "new_str",
                                                             "file_text", "insert_line", "insert_text"}

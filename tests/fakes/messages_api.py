@@ -76,6 +76,21 @@ def edit(command: str, path: str, id: str | None = None, **args: Any) -> dict[st
     return tool_use(EDITOR, {"command": command, "path": path, **args}, id)
 
 
+def verify(checks: list[str] | None = None, id: str | None = None) -> dict[str, Any]:
+    return tool_use("verify", {} if checks is None else {"checks": checks}, id)
+
+
+def verdict(decision: str = "approve", reason: str = "The diff does what was asked and nothing else."
+            ) -> dict[str, Any]:
+    """The judge's answer."""
+    return reply(tool_use("verdict", {"decision": decision, "reason": reason}))
+
+
+def _is_judge(body: Any) -> bool:
+    tools = body.get("tools") if isinstance(body, dict) else None
+    return isinstance(tools, list) and [t.get("name") for t in tools if isinstance(t, dict)] == ["verdict"]
+
+
 def partial_tool_use(name: str, partial_json: str, id: str | None = None) -> dict[str, Any]:
     """A tool call cut off mid-way (use inside `cut_off`): its input JSON is incomplete."""
     block = tool_use(name, {}, id)
@@ -143,12 +158,15 @@ def when_result_contains(needle: str, then: Reply, otherwise: Reply) -> Callable
 
 class FakeMessagesAPI:
     def __init__(self, *replies: Reply, model: str = "claude-opus-5-5", validate: bool = True,
-                 chunk: int = 24) -> None:
+                 chunk: int = 24, judge_default: Reply | None = None) -> None:
         self.model = model
         self.validate = validate
         self.chunk = chunk  # characters per streamed delta
         self.requests: list[dict[str, Any]] = []
         self._queue: deque[Reply] = deque(replies)
+        # With a default (or a judge script), the judge's requests are answered apart from the agent's queue.
+        self.judge_default = judge_default
+        self._judge: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._sent_thinking: dict[str, list[dict[str, Any]]] = {}  # reply key -> its thinking blocks
@@ -199,6 +217,15 @@ class FakeMessagesAPI:
         with self._lock:
             self._queue.extend(replies)
 
+    def script_judge(self, *replies: Reply) -> None:
+        """Replies for the judge's requests (those whose only tool is `verdict`), apart from the agent's."""
+        with self._lock:
+            self._judge.extend(replies)
+
+    @property
+    def judge_bodies(self) -> list[dict[str, Any]]:
+        return [b for b in self.bodies if _is_judge(b)]
+
     @property
     def pending(self) -> int:
         return len(self._queue)
@@ -223,12 +250,16 @@ class FakeMessagesAPI:
                 problem = self._check(headers, body) if self.validate else None
             except (AttributeError, KeyError, TypeError) as exc:  # a shape the checks did not expect
                 problem = f"malformed request: {exc!r}"
-            if problem is None and not self._queue:
+            queue, default = self._queue, None
+            if _is_judge(body) and (self._judge or self.judge_default is not None):
+                queue, default = self._judge, self.judge_default  # the judge's own script, see `script_judge`
+            if problem is None and not queue and default is None:
                 problem = "fake Messages API: no scripted reply left"
             if problem is not None:
                 record.update(status=400, error=problem)
                 return 400, {}, _error_body("invalid_request_error", problem)
-            scripted = self._queue.popleft()
+            scripted = queue.popleft() if queue else default
+            assert scripted is not None
             spec = scripted(body) if callable(scripted) else scripted
             if "error" in spec:
                 record.update(status=spec["status"], error=spec["error"]["message"])

@@ -1,20 +1,12 @@
-"""`.github/honk.yml`: parsing, user-facing error messages, budget merging and test-command detection."""
+"""`.github/honk.yml`: parsing, user-facing error messages and budget merging (detection: test_verifiers.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from app.jobs.repo_config import (
-    DetectedCommand,
-    RepoConfig,
-    RepoConfigError,
-    detect_test_command,
-    parse_repo_config,
-)
+from app.jobs.repo_config import RepoConfig, RepoConfigError, parse_repo_config
 from app.settings import Settings
 
 FULL = """\
@@ -23,6 +15,9 @@ setup:
   - pip install -e .[dev]
   - make assets
 test: python -m pytest -q tests/unit
+verify:
+  lint: ruff check .
+  types: mypy src
 model: claude-sonnet-4-5
 budget:
   max_turns: 40
@@ -48,6 +43,7 @@ def test_no_file_or_an_empty_one_means_defaults(text: str | None) -> None:
     config = parse_repo_config(text)
     assert config == RepoConfig()
     assert config.setup == [] and config.test is None and config.model is None and config.budget is None
+    assert config.verify is None
     assert config.branch_prefix == "honk/"
     assert config.draft == "on_failure"
     assert config.protected_paths == [] and config.allow_workflows is False
@@ -57,6 +53,7 @@ def test_every_field_is_read() -> None:
     config = parse_repo_config(FULL)
     assert config.setup == ["pip install -e .[dev]", "make assets"]
     assert config.test == "python -m pytest -q tests/unit"
+    assert config.verify == {"lint": "ruff check .", "types": "mypy src"}
     assert config.model == "claude-sonnet-4-5"
     assert config.budget is not None
     assert (config.budget.max_turns, config.budget.max_cost_usd) == (40, 2.5)
@@ -83,6 +80,33 @@ def test_draft_policies(text: str, draft: str) -> None:
 def test_null_test_means_detect() -> None:
     assert parse_repo_config("test: null\n").test is None
     assert parse_repo_config("test: '  make check  '\n").test == "make check"
+
+
+def test_verify_maps_names_to_commands_in_file_order() -> None:
+    config = parse_repo_config("verify:\n  test: .venv/bin/pytest -q\n  lint: '  ruff check .  '\n"
+                               "  go-vet: go vet ./...\n  Check.2_x: make check\n  1: make one\n")
+    assert config.verify == {"test": ".venv/bin/pytest -q", "lint": "ruff check .", "go-vet": "go vet ./...",
+                             "Check.2_x": "make check", "1": "make one"}
+    assert list(config.verify) == ["test", "lint", "go-vet", "Check.2_x", "1"]
+
+
+def test_verify_unset_null_or_empty() -> None:
+    assert parse_repo_config("verify:\n").verify is None  # null: detect, as if it were left out
+    assert parse_repo_config("verify: {}\n").verify == {}  # an empty map: run no verifiers
+    assert parse_repo_config("verify: {lint: ruff check .}\n").verify == {"lint": "ruff check ."}
+
+
+def test_verify_limits() -> None:
+    twenty = "verify:\n" + "".join(f"  v{i}: 'true'\n" for i in range(20))
+    assert parse_repo_config(twenty).verify is not None
+    assert parse_repo_config("verify:\n  " + "a" * 40 + ": x\n").verify == {"a" * 40: "x"}
+
+
+def test_test_and_verify_test_together_are_refused() -> None:
+    assert error_for("test: make test\ndraft: never\nverify:\n  lint: ruff check .\n  test: pytest\n") == (
+        "`.github/honk.yml`: `test` and `verify.test` both set the verifier `test` (on lines 1 and 5); keep one.")
+    assert parse_repo_config("test: null\nverify:\n  test: pytest\n").verify == {"test": "pytest"}
+    assert parse_repo_config("test: make test\nverify:\n  lint: ruff check .\n").test == "make test"
 
 
 def test_opens_as_draft_follows_the_policy() -> None:
@@ -150,6 +174,32 @@ def test_protected_patterns_match_like_gitignore() -> None:
     ("setup:\n  - make\n  - ''\n", "item 2 of `setup` must be a shell command, not an empty string"),
     ("test: [a, b]\n", "`test` must be a shell command (a string), or null to let Honk detect one (got a list)"),
     ("test: ''\n", "`test` must be a shell command; leave it out"),
+    ("verify: ruff check .\n", "`verify` must be a mapping of verifier names to shell commands, such as "
+                               "`lint: ruff check .` (got 'ruff check .'), on line 1."),
+    ("verify: [lint, test]\n", "`verify` must be a mapping of verifier names to shell commands, such as "
+                               "`lint: ruff check .` (got a list), on line 1."),
+    ("verify:\n  lint: ruff check .\n  test: ''\n", "`.github/honk.yml`: `verify.test` must be a shell command, "
+                                                     "not an empty string (got ''), on line 3."),
+    ("verify:\n  test: '   '\n", "`verify.test` must be a shell command, not an empty string (got '   '), on line 2."),
+    ("verify:\n  lint:\n", "`verify.lint` must be a shell command (a string) (got null), on line 2."),
+    ("verify:\n  lint: 3\n", "`verify.lint` must be a shell command (a string) (got 3), on line 2."),
+    ("verify:\n  lint: [ruff check ., mypy]\n", "`verify.lint` must be a shell command (a string) (got a list), "
+                                                 "on line 2."),
+    ("verify:\n  1: ''\n", "`verify.1` must be a shell command, not an empty string (got ''), on line 2."),
+    ("verify:\n  lint: x\n  unit tests: pytest\n",
+     "`.github/honk.yml`: a verifier name in `verify` must be 1 to 40 letters, digits, `_`, `.` or `-`, starting "
+     "with a letter or digit (got 'unit tests'), on line 3."),
+    ("verify:\n  -lint: x\n", "a verifier name in `verify` must be 1 to 40 letters, digits, `_`, `.` or `-`, "
+                               "starting with a letter or digit (got '-lint'), on line 2."),
+    ("verify:\n  .hidden: x\n", "starting with a letter or digit (got '.hidden'), on line 2."),
+    ("verify:\n  'lint/all': x\n", "starting with a letter or digit (got 'lint/all'), on line 2."),
+    ("verify:\n  " + "a" * 41 + ": x\n", "starting with a letter or digit (got '" + "a" * 41 + "'), on line 2."),
+    ("verify:\n  lint: x\n  true: y\n", "a verifier name in `verify` must be 1 to 40 letters, digits, `_`, `.` or "
+                                         "`-`, starting with a letter or digit (got true), on line 3."),
+    ("verify:\n  null: y\n", "starting with a letter or digit (got null), on line 2."),
+    ("verify:\n  1.5: y\n", "starting with a letter or digit (got 1.5), on line 2."),
+    ("verify:\n" + "".join(f"  v{i}: 'true'\n" for i in range(21)),
+     "`.github/honk.yml`: `verify` has 21 verifiers; Honk runs at most 20, on line 1."),
     ("model: 4\n", "`model` must be a model name (a string) (got 4)"),
     ("model: claude opus\n", "`model` must be a model name without spaces"),
     ("branch_prefix: honk bot/\n", "`branch_prefix` must be usable at the start of a git branch name, but it "
@@ -211,6 +261,17 @@ def test_the_file_must_be_a_mapping(text: str, kind: str) -> None:
 def test_duplicate_keys_are_refused() -> None:
     assert error_for("test: a\ndraft: never\ntest: b\n") == (
         "`.github/honk.yml`: `test` is set twice (again on line 3); keep one.")
+    assert error_for("verify:\n  lint: a\n  test: b\n  lint: c\n") == (
+        "`.github/honk.yml`: `lint` is set twice (again on line 4); keep one.")
+
+
+def test_several_verify_problems_are_listed_each_with_its_line() -> None:
+    assert error_for("verify:\n  lint: ''\n  bad name: x\n  types: 7\n") == (
+        "`.github/honk.yml` has 3 problems:\n"
+        "- `verify.lint` must be a shell command, not an empty string (got ''), on line 2.\n"
+        "- a verifier name in `verify` must be 1 to 40 letters, digits, `_`, `.` or `-`, starting with a letter or "
+        "digit (got 'bad name'), on line 3.\n"
+        "- `verify.types` must be a shell command (a string) (got 7), on line 4.")
 
 
 def test_the_source_name_is_used_in_messages() -> None:
@@ -225,106 +286,3 @@ def test_huge_files_are_refused() -> None:
 def test_long_values_are_shortened_and_backticks_removed() -> None:
     message = error_for(f"draft: '`{'y' * 200}'\n")
     assert "`y" not in message and "y" * 100 not in message and "..." in message
-
-
-# Test command detection
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
-
-
-PYTEST = "python -m pytest -q"
-
-
-@pytest.mark.parametrize(("files", "reason"), [
-    ({"pyproject.toml": "[project]\nname='x'\n[tool.pytest.ini_options]\naddopts='-q'\n"},
-     "found `pytest` settings in pyproject.toml"),
-    ({"pytest.ini": "[pytest]\n"}, "found pytest.ini"),
-    ({"tox.ini": "[tox]\nenvlist=py3\n[pytest]\ntestpaths=tests\n"}, "found a `[pytest]` section in tox.ini"),
-    ({"setup.cfg": "[metadata]\nname=x\n[tool:pytest]\naddopts=-q\n"},
-     "found a `[tool:pytest]` section in setup.cfg"),
-    ({"conftest.py": ""}, "found conftest.py"),
-    ({"tests/unit/test_things.py": "def test_x(): pass\n"},
-     "found Python test files such as `tests/unit/test_things.py`"),
-])
-def test_pytest_is_detected(tmp_path: Path, files: dict[str, str], reason: str) -> None:
-    assert detect_test_command(write(tmp_path, files)) == DetectedCommand(PYTEST, reason)
-
-
-@pytest.mark.parametrize("files", [
-    {"pyproject.toml": "[project]\nname='x'\n[tool.ruff]\nline-length=100\n"},
-    {"tox.ini": "[tox]\nenvlist=py3\n"},
-    {"setup.cfg": "[metadata]\nname=x\n"},
-    {"tests/helpers.py": "", "tests/data/sample.json": "{}"},
-])
-def test_python_files_without_pytest_signs_are_not_pytest(tmp_path: Path, files: dict[str, str]) -> None:
-    assert detect_test_command(write(tmp_path, files)) is None
-
-
-def test_npm_needs_a_real_test_script(tmp_path: Path) -> None:
-    package = {"name": "x", "scripts": {"test": 'echo "Error: no test specified" && exit 1'}}
-    write(tmp_path, {"package.json": json.dumps(package)})
-    assert detect_test_command(tmp_path) is None
-    package["scripts"]["test"] = "vitest run"
-    write(tmp_path, {"package.json": json.dumps(package)})
-    assert detect_test_command(tmp_path) == DetectedCommand("npm test", "found a `test` script in package.json")
-
-
-@pytest.mark.parametrize("text", ["{not json", '{"scripts": {"build": "tsc"}}', '{"scripts": {"test": ""}}',
-                                  '{"scripts": {"test": "echo \\"Error: no test specified\\"; exit 1"}}',
-                                  '{"scripts": ["test"]}', "[]"])
-def test_npm_without_a_usable_test_script(tmp_path: Path, text: str) -> None:
-    assert detect_test_command(write(tmp_path, {"package.json": text})) is None
-
-
-def test_go_and_cargo(tmp_path: Path) -> None:
-    assert detect_test_command(write(tmp_path / "go", {"go.mod": "module x\n"})) == DetectedCommand(
-        "go test ./...", "found go.mod")
-    assert detect_test_command(write(tmp_path / "rs", {"Cargo.toml": "[package]\nname='x'\n"})) == DetectedCommand(
-        "cargo test", "found Cargo.toml")
-
-
-@pytest.mark.parametrize("name", ["Makefile", "makefile", "GNUmakefile"])
-def test_make_test_target(tmp_path: Path, name: str) -> None:
-    write(tmp_path, {name: ".PHONY: test\nbuild:\n\tcc x.c\n\ntest: build\n\t./run-tests\n"})
-    assert detect_test_command(tmp_path) == DetectedCommand("make test", f"found a `test` target in {name}")
-
-
-@pytest.mark.parametrize("makefile", ["lint test: deps\n\ttrue\n", "test::\n\ttrue\n", "test :\n\ttrue\n"])
-def test_make_target_forms(tmp_path: Path, makefile: str) -> None:
-    assert detect_test_command(write(tmp_path, {"Makefile": makefile})).command == "make test"
-
-
-@pytest.mark.parametrize("makefile", ["test := unit\nall:\n\ttrue\n", "test ?= x\n", ".PHONY: test\n",
-                                      "tests:\n\ttrue\n", "# test: not really\n", "integration-test:\n\ttrue\n"])
-def test_makefile_without_a_test_target(tmp_path: Path, makefile: str) -> None:
-    assert detect_test_command(write(tmp_path, {"Makefile": makefile})) is None
-
-
-def test_nothing_to_detect(tmp_path: Path) -> None:
-    assert detect_test_command(write(tmp_path, {"README.md": "hello\n", "main.py": "print(1)\n"})) is None
-
-
-@pytest.mark.parametrize(("files", "command"), [
-    ({"pytest.ini": "", "package.json": '{"scripts": {"test": "jest"}}', "go.mod": "", "Cargo.toml": ""}, PYTEST),
-    ({"package.json": '{"scripts": {"test": "jest"}}', "go.mod": "", "Cargo.toml": ""}, "npm test"),
-    ({"go.mod": "", "Cargo.toml": ""}, "go test ./..."),
-    ({"Cargo.toml": "", "Makefile": "build:\n\ttrue\n"}, "cargo test"),
-    ({"pytest.ini": "", "package.json": '{"scripts": {"test": "jest"}}', "Makefile": "test:\n\ttox\n"}, "make test"),
-])
-def test_precedence(tmp_path: Path, files: dict[str, str], command: str) -> None:
-    found = detect_test_command(write(tmp_path, files))
-    assert found is not None and found.command == command
-
-
-def test_detection_executes_nothing(tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
-    write(tmp_path, {"Makefile": f"test:\n\ttouch {marker}\n",
-                     "package.json": json.dumps({"scripts": {"test": f"touch {marker}"}}),
-                     "conftest.py": f"open({str(marker)!r}, 'w')\n"})
-    assert detect_test_command(tmp_path) is not None
-    assert not marker.exists()

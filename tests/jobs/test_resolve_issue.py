@@ -11,7 +11,7 @@ import string
 import pytest
 import yaml
 
-from tests.e2e import FIX, REPO, World, serve
+from tests.e2e import FIX, REPO, World, said, serve
 from tests.fakes.messages_api import bash, edit, end, reply
 from tests.support import wait_for
 
@@ -34,12 +34,20 @@ def test_a_labelled_issue_becomes_one_tested_pull_request(world: World) -> None:
     [status] = world.bot_comments(issue)
     [pull] = github.pulls(REPO)
     assert f"Opened #{pull['number']}" in status["body"]
-    assert "Tests passed: `grep -q forwards widgets.py`" in status["body"]
+    assert "Verifiers passed: `test` (`grep -q forwards widgets.py`)" in status["body"]
+    assert "⚖️ The judge approved the change." in status["body"]
     assert f"/jobs/{job['id']}" in status["body"] and "turns" in status["body"] and "$" in status["body"]
 
     branch = "honk/issue-1-widgets-spin-backwards"
     assert (pull["head"]["ref"], pull["base"]["ref"], pull["draft"]) == (branch, "main", False)
-    assert f"Closes #{issue}" in pull["body"] and "✅ Tests passed" in pull["body"]
+    assert f"Closes #{issue}" in pull["body"] and "✅ Verifiers passed" in pull["body"]
+    # The judge saw the request and the diff in a request of its own, with its one tool.
+    [judged] = world.model.judge_bodies
+    assert [t["name"] for t in judged["tools"]] == ["verdict"] and "+    return 'forwards'" in said(judged, 0)
+    # The `Honk` check run on the pushed commit, completed with what was verified.
+    [check] = github.check_runs(REPO, github.log(REPO, "honk/issue-1-widgets-spin-backwards")[0]["sha"])
+    assert (check["name"], check["status"], check["conclusion"]) == ("Honk", "completed", "success")
+    assert "grep -q forwards widgets.py" in check["output"]["summary"] and f"/jobs/{job['id']}" in check["details_url"]
     assert pull["title"] == "Make widgets spin forwards"
     assert [r["login"] for r in pull["requested_reviewers"]] == ["alice"]
     assert github.file_at(REPO, branch, "widgets.py") == "def spin():\n    return 'forwards'\n"
@@ -119,12 +127,12 @@ def test_failing_tests_go_back_to_the_model_then_open_a_draft(world: World) -> N
                        end("I cannot make it pass."))  # after the second
     job = world.finished(world.label(issue).json()["job"])
     assert job["status"] == "succeeded", world.logs()
-    feedback = [b for b in world.model.bodies if "Honk ran `grep -q forwards widgets.py`" in str(b["messages"][-1])]
-    assert len(feedback) == 2  # exactly two more rounds
+    feedback = [b for b in world.model.bodies if "Honk ran the repository's verifiers" in said(b)]
+    assert len(feedback) == 2  # exactly HONK_VERIFY_ROUNDS (2) more rounds
     [pull] = world.github.pulls(REPO)
-    assert pull["draft"] is True and "❌ Tests failed: `grep -q forwards widgets.py` exited 1" in pull["body"]
+    assert pull["draft"] is True and "❌ Verifiers failed: `test` (exited 1)" in pull["body"]
     [status] = world.bot_comments(issue)
-    assert "(draft)" in status["body"] and "Tests failed" in status["body"]
+    assert "(draft)" in status["body"] and "Verifiers failed" in status["body"]
 
 
 def test_a_change_that_adds_a_secret_is_not_pushed(world: World) -> None:

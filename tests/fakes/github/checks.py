@@ -178,6 +178,8 @@ class Checks(Shapes):
     def _check_pulls(self, b: str, repo: _Repo, sha: str) -> list[dict[str, Any]]:
         api = f"{b}/repos/{repo.full_name}"
         mini = {"id": repo.id, "url": api, "name": repo.name}
+        for pull in repo.pulls.values():
+            self._refresh_head(repo, pull)  # a pull request's head is its branch's, pushes included
         return [{"url": f"{api}/pulls/{p['number']}", "id": p["id"], "number": p["number"],
                  "head": {"ref": p["head"], "sha": p["head_sha"], "repo": mini},
                  "base": {"ref": p["base"], "sha": p["base_sha"], "repo": mini}}
