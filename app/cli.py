@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                                       reuse_port=follower, follower=follower))
         if args.command == "worker":
             return asyncio.run(_worker(settings))
-        from app.agent.local import run_local  # the agent is heavy; only `run` needs it here
-        return asyncio.run(run_local(settings, args.repo, args.task))
+        return _run(settings, args.repo, args.task)
     except DatabaseUnavailable as exc:
         print(f"honk: {exc}", file=sys.stderr)
         return 1
@@ -226,6 +225,24 @@ def _reason(exc: BaseException) -> str:
         elif type(cause) is not type(exc):
             reason += f" ({type(cause).__name__})"  # e.g. githubkit's RequestError repeats httpx's ConnectError
     return reason
+
+
+def _run(settings: Settings, repo: Path, task: str) -> int:
+    """`honk run`: the agent on a local checkout, with the verifiers its `.github/honk.yml` declares or its files
+    suggest, as a job would have them."""
+    from app.agent.local import run_local  # the agent is heavy; only `run` needs it here
+    from app.jobs.repo_config import DEFAULT_SOURCE, RepoConfigError, parse_repo_config
+    from app.jobs.verifiers import verifiers_for
+
+    root = Path(repo).expanduser()
+    config_file = root / DEFAULT_SOURCE
+    try:
+        config = parse_repo_config(config_file.read_text(errors="replace") if config_file.is_file() else None)
+    except RepoConfigError as exc:
+        print(f"honk run: {exc}", file=sys.stderr)
+        return 2
+    verifiers, why = verifiers_for(config, root) if root.is_dir() else ([], "")
+    return asyncio.run(run_local(settings, root, task, verifiers=verifiers, no_verifiers=why))
 
 
 def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:

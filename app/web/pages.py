@@ -147,6 +147,7 @@ def job_view(job: Job, events: list[JobEvent]) -> dict[str, Any]:
         "timeline": [timeline_entry(e) for e in events if e.kind not in TRANSCRIPT],
         "transcript": transcript(events),
         "verifications": [e.data for e in events if e.kind == "verify.tests"],
+        "judgements": [e.data for e in events if e.kind == "judge.verdict"],
         "setups": [e.data for e in events if e.kind == "verify.setup"],
         "refusals": [r for e in events if e.kind == "guard.refused" for r in e.data.get("refusals") or []],
         "pushes": [e.data for e in events if e.kind == "git.pushed"],

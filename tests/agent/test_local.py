@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from app import cli
 from app.agent.local import run_local
 from app.settings import Settings
 from tests.agent.conftest import ANTHROPIC_KEY, run
-from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, error, reply, thinking
+from tests.fakes.messages_api import (FakeMessagesAPI, bash, edit, end, error, last_tool_result, reply, thinking,
+                                     verify)
 
 
 def console() -> tuple[Console, io.StringIO]:
@@ -92,3 +95,31 @@ def test_missing_api_key_is_reported(local_settings: Settings, repo: Path, tmp_p
     shown, out = console()
     assert run(run_local(local_settings, repo, "x", console=shown)) == 2
     assert "cannot set up the Anthropic client" in out.getvalue()
+
+
+def test_honk_run_gives_the_model_the_repositorys_verifiers(fake: FakeMessagesAPI, repo: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`honk run` reads the checkout's `.github/honk.yml` like a job does, and `verify` runs what it declares."""
+    (repo / ".github").mkdir()
+    (repo / ".github/honk.yml").write_text("verify:\n  calc: grep -q 'a + b' calc.py\n")
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    monkeypatch.setenv("HONK_SANDBOX", "bwrap" if shutil.which("bwrap") else "none")
+    fake.script(reply(verify()), reply(edit("str_replace", "calc.py", old_str="a - b", new_str="a + b")),
+                reply(verify(["calc"])), end("Fixed add()."))
+    assert cli.main(["run", "--repo", str(repo), "Fix add"]) == 0
+    first, second = last_tool_result(fake.bodies[1]), last_tool_result(fake.bodies[3])
+    assert first.startswith("✗ calc: grep -q 'a + b' calc.py exited 1")
+    assert second.startswith("1 verifier passed: calc")
+    assert "verifiers calc" in capsys.readouterr().out
+
+
+def test_honk_run_refuses_a_broken_config(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / ".github").mkdir()
+    (repo / ".github/honk.yml").write_text("verify:\n  'unit tests': pytest\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--repo", str(repo), "Fix add"]) == 2
+    assert "honk run: `.github/honk.yml`: a verifier name in `verify`" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from app.settings import Settings
 from app.web.app import create_app
 from app.web.auth import SESSION_COOKIE, session_cookie
 from tests.fakes.github import FakeGitHub
-from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, reply, thinking
+from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, reply, thinking, verdict
 from tests.support import HonkProcess, app_private_key, free_port, honk_env, labeled_payload, live_server, wait_for
 
 # Read at import time: the make_settings fixture clears HONK_* variables from the environment.
@@ -109,7 +109,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                               ".github/honk.yml": "test: grep -q forwards widgets.py\n"})
     github.create_repo(OTHER, {"gadget.py": "x = 1\n", ".github/honk.yml": "budget:\n  max_turns: -3\n"})
     url = f"http://127.0.0.1:{free_port()}"
-    with github.serve() as github_url, FakeMessagesAPI() as model:
+    judge = verdict("approve", "The diff <b>only</b> flips the return value, as asked.")
+    with github.serve() as github_url, FakeMessagesAPI(judge_default=judge) as model:
         github.webhook_target(f"{url}/api/github/webhooks", "pages-secret")
         env = honk_env(tmp, GITHUB_APP_ID="4242", GITHUB_PRIVATE_KEY=key.replace("\n", "\\n"),
                        GITHUB_API_URL=github_url, GITHUB_WEBHOOK_SECRET="pages-secret",
@@ -251,6 +252,10 @@ def test_the_job_page_shows_trigger_transcript_verification_diff_and_cost(browse
 
     assert "passed" in page.inner_text(".verification") and "grep -q forwards widgets.py" in page.inner_text(
         ".verification")
+    # The judge's verdict, its reason as text.
+    judged = page.locator(".judgement")
+    assert judged.count() == 1 and "approve" in judged.first.inner_text()
+    assert "The diff <b>only</b> flips the return value" in judged.first.locator("blockquote").inner_text()
     diff = page.inner_text("pre.diff")
     assert "-    return 'backwards'" in diff and "+    return 'forwards'" in diff
     assert page.get_attribute("a.pull", "href") == pull["html_url"]
