@@ -13,8 +13,7 @@ from app import cli
 from app.agent.local import run_local
 from app.settings import Settings
 from tests.agent.conftest import ANTHROPIC_KEY, run
-from tests.fakes.messages_api import (FakeMessagesAPI, bash, edit, end, error, last_tool_result, reply, thinking,
-                                     verify)
+from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, error, last_tool_result, reply, thinking, verify
 
 
 def console() -> tuple[Console, io.StringIO]:
