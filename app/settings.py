@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     honk_judge_model: str | None = None  # default: HONK_MODEL
     honk_ci_fix_rounds: int = Field(2, ge=0, le=20)
 
+    # Governance (issue #16): the model's provider and its fallback, spending caps, the audit trail's retention.
+    # Bedrock and Vertex read their own usual settings (AWS_REGION and AWS credentials; ANTHROPIC_VERTEX_PROJECT_ID,
+    # CLOUD_ML_REGION and Google credentials) through the SDK's clients.
+    honk_provider: Literal["anthropic", "bedrock", "vertex"] = "anthropic"
+    honk_fallback_provider: Literal["anthropic", "bedrock", "vertex"] | None = None
+    honk_fallback_model: str | None = None  # default: HONK_MODEL, under the fallback provider's name for it
+    honk_judge_provider: Literal["anthropic", "bedrock", "vertex"] | None = None  # default: HONK_PROVIDER
+    honk_policy_file: Path | None = None  # spending caps and allowed models (YAML), the operator's alone
+    honk_audit_retention_days: int | None = Field(None, ge=1)  # bulky transcripts purged after; chains kept
+
     @field_validator("github_private_key", mode="before")
     @classmethod
     def _unescape_newlines(cls, value: object) -> object:
