@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from app.agent.pricing import Usage
 
 if TYPE_CHECKING:
     from app.settings import Settings
 
-BudgetName = Literal["turns", "tokens", "cost", "wall_time"]
+BudgetName = Literal["turns", "tokens", "cost", "wall_time", "spend_cap"]
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+class SpendGate(Protocol):
+    """Spending beyond one run: the operator's monthly caps, shared by every worker (the jobs layer implements
+    it over the database). The loop asks before every model call and reports what each call cost."""
+
+    async def admit(self, model: str) -> str | None:
+        """None to go on; else the cap that is reached, in words for the status comment."""
+        ...
+
+    async def spent(self, model: str, usage: Usage, cost_usd: float) -> None:
+        ...
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import anthropic
 
 from app.agent import prompts
 from app.agent.api import ContextTooLong, ModelCallError, RetryPolicy, call_model
-from app.agent.budget import Budget, BudgetName, Meter
+from app.agent.budget import Budget, BudgetName, Meter, SpendGate
 from app.agent.context import ContextPolicy, clear_old_tool_results, context_tokens, with_breakpoints
 from app.agent.editor import Editor
 from app.agent.pricing import model_info, usage_dict
@@ -72,13 +72,14 @@ class Agent:
                  secrets: list[str] | tuple[str, ...] = (), sandbox: Sandbox | None = None,
                  retry: RetryPolicy | None = None, stream: bool = True, context: ContextPolicy | None = None,
                  max_tokens: int | None = None, verifiers: Sequence[Verifier] = (), no_verifiers: str = "",
-                 verify_timeout: float = 900.0) -> None:
+                 verify_timeout: float = 900.0, spend: SpendGate | None = None) -> None:
         self.settings = settings
         self.root = Path(workspace).resolve()
         self.audit = audit
         self.model = settings.honk_model
         self.info = model_info(self.model)
         self.meter = Meter(budget or Budget.from_settings(settings))
+        self.spend = spend
         # Extra secrets are values such as the installation token that settings do not hold.
         self.redactor = Redactor([*settings.secrets(), *secrets])
         self.sandbox = sandbox or Sandbox(self.root, settings)
@@ -162,6 +163,8 @@ class Agent:
         while True:
             if (spent := self.meter.exhausted()) is not None:
                 return _Outcome("budget", budget=spent)
+            if self.spend is not None and (cap := await self.spend.admit(self.model)) is not None:
+                return _Outcome("budget", budget="spend_cap", error=cap)
             await self._fit_context()
             try:
                 reply = await self._call()
@@ -212,6 +215,8 @@ class Agent:
         usage = usage_dict(reply.usage)
         cost = self.info.cost(usage)
         self.meter.add_turn(usage, cost)
+        if self.spend is not None:
+            await self.spend.spent(self.model, usage, cost)
         self._last_usage = usage
         await self._record("model.response", turn=turn, stop_reason=reply.stop_reason,
                            stop_details=reply.stop_details.to_dict() if reply.stop_details else None,

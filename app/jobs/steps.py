@@ -458,6 +458,8 @@ def stopped_early(result: AgentResult) -> str | None:
     """Why the agent stopped before it was done, in words for the status comment; None when it completed."""
     if result.stop == "completed":
         return None
+    if result.stop == "budget" and result.budget == "spend_cap":
+        return f"the run stopped at a spending cap: {result.error}. Its work so far is kept."
     if result.stop == "budget":
         return f"the run stopped at its {result.budget} budget; the change may be incomplete."
     if result.stop == "refusal":
