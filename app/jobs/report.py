@@ -39,8 +39,9 @@ class RunFigures:
 
     def line(self) -> str:
         tokens = self.input_tokens + self.output_tokens
+        judge = f" (judge ${self.judge_cost_usd:.2f})" if self.judge_cost_usd else ""
         return (f"{self.turns} turns · {tokens:,} tokens ({self.cache_read_tokens:,} read from cache) · "
-                f"${self.cost_usd:.2f} · {_duration(self.seconds)}")
+                f"${self.cost_usd:.2f}{judge} · {_duration(self.seconds)}")
 
 
 @dataclass(frozen=True)
