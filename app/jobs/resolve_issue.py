@@ -84,6 +84,8 @@ async def _open_or_update_pull(run: Run, workspace: Workspace, info: dict[str, A
                                     draft=draft)
         if job.requester:
             await repo.request_review(pull["number"], job.requester)
+    # An open pull request is updated as it is: REST cannot make it a draft, and a person may have readied it.
+    draft = bool(pull.get("draft", draft))
     await run.ctx.audit.record("pull_request", number=pull["number"], url=pull.get("html_url"), opened=opened,
                                draft=draft, commit=sha)
     return pull, opened, draft
