@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
 
+    # Ask from Slack (issue #15): the Slack app's credentials, and the GitHub App's OAuth ones for linking users.
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+
     # What asks Honk to work
     honk_model: str = "claude-opus-5-5"
     honk_label: str = "honk"
@@ -139,7 +146,11 @@ class Settings(BaseSettings):
     def judge_model(self) -> str:
         return self.honk_judge_model or self.honk_model
 
-    @field_validator("github_api_url", "honk_public_url", "honk_webhook_proxy_url")
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_signing_secret is not None
+
+    @field_validator("github_api_url", "honk_public_url", "honk_webhook_proxy_url", "slack_api_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -215,7 +226,8 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value Honk holds, for redaction from transcripts and logs."""
         values = [self.github_private_key, self.github_webhook_secret, self.anthropic_api_key,
-                  self.honk_dashboard_token]
+                  self.honk_dashboard_token, self.slack_bot_token, self.slack_signing_secret,
+                  self.github_client_secret]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
@@ -227,7 +239,8 @@ def load_settings(**overrides: object) -> Settings:
         raise SettingsError(_describe(exc)) from None
 
 
-_SECRETS = {"GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET", "ANTHROPIC_API_KEY", "HONK_DASHBOARD_TOKEN"}  # never shown
+_SECRETS = {"GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET", "ANTHROPIC_API_KEY", "HONK_DASHBOARD_TOKEN",
+            "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "GITHUB_CLIENT_SECRET"}  # never shown
 
 
 def _describe(exc: ValidationError) -> str:
