@@ -1,9 +1,11 @@
 """One Messages API call, streamed or not, with Honk's retry policy (the SDK's own is turned off).
 
-Transient failures (429, 529 and other 5xx, overloaded or rate-limit errors inside a stream,
-connection errors) are retried with exponential backoff and jitter, honouring `retry-after`. A
-server that asks for a longer wait than the cap, or a wait that would outlast the run's wall-time
-budget, ends the call with `ModelCallError` so the run can stop cleanly.
+Transient failures (429, 529 and other 5xx, overloaded or rate-limit errors inside a stream, Bedrock's
+throttling and unavailability exceptions inside its event stream, connection errors) are retried with
+exponential backoff and jitter, honouring `retry-after`. A server that asks for a longer wait than the cap,
+or a wait that would outlast the run's wall-time budget, ends the call with `ModelCallError` so the run can
+stop cleanly; its `transient` says the provider was failing rather than refusing the request, which is when
+the agent may move to its fallback provider (loop.py).
 """
 
 from __future__ import annotations
@@ -20,8 +22,13 @@ import anthropic
 import httpx2
 from anthropic.types import Message
 
+from app.agent.providers import Client, request_extras, trouble
+
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504, 529}
-RETRY_ERROR_TYPES = {"overloaded_error", "rate_limit_error", "api_error", "timeout_error"}
+RETRY_ERROR_TYPES = {"overloaded_error", "rate_limit_error", "api_error", "timeout_error",
+                     # Bedrock's exceptions inside an event stream (their names, as the SDK passes them on)
+                     "throttlingException", "serviceUnavailableException", "internalServerException",
+                     "modelStreamErrorException", "modelTimeoutException"}
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,10 @@ class RetryPolicy:
 class ModelCallError(Exception):
     """The API call failed for good: a non-retryable error, or retries exhausted or capped."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, transient: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.transient = transient  # the provider kept failing (overloaded, 5xx, unreachable), not a refusal
 
 
 class ContextTooLong(ModelCallError):
@@ -47,8 +55,9 @@ class ContextTooLong(ModelCallError):
 OnRetry = Callable[[int, str, float], Awaitable[None]]
 
 
-async def call_model(client: anthropic.AsyncAnthropic, params: dict[str, Any], *, stream: bool,
+async def call_model(client: Client, params: dict[str, Any], *, stream: bool,
                      policy: RetryPolicy, deadline: float, on_retry: OnRetry) -> Message:
+    params = {**params, **request_extras(client)}
     attempt = 0
     while True:
         attempt += 1
@@ -71,17 +80,21 @@ async def call_model(client: anthropic.AsyncAnthropic, params: dict[str, Any], *
             raise ModelCallError(f"no Anthropic credentials: {exc}") from None
         except anthropic.AnthropicError as exc:  # credentials files, response validation, ...
             raise ModelCallError(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # Bedrock's and Vertex's credentials, found and refreshed outside the SDK
+            if (found := trouble(exc)) is None:
+                raise
+            (error, retryable), after, status = found, None, None
         if not retryable:
             raise ModelCallError(error, status)
         if attempt >= policy.max_attempts:
-            raise ModelCallError(f"{error} (gave up after {attempt} attempts)", status)
+            raise ModelCallError(f"{error} (gave up after {attempt} attempts)", status, transient=True)
         if after is not None and after > policy.max_retry_after:
             raise ModelCallError(f"{error}; the API asked to wait {after:g} s, more than the "
-                                 f"{policy.max_retry_after:g} s Honk waits", status)
+                                 f"{policy.max_retry_after:g} s Honk waits", status, transient=True)
         wait = after if after is not None else _backoff(attempt, policy)
         if time.monotonic() + wait > deadline:
             raise ModelCallError(f"{error}; waiting {wait:.1f} s more would outlast the run's time budget",
-                                 status)
+                                 status, transient=True)
         await on_retry(attempt, error, wait)
         await asyncio.sleep(wait)
 
@@ -103,8 +116,14 @@ def _too_long(exc: anthropic.APIStatusError) -> bool:
 
 
 def _describe(exc: anthropic.APIStatusError) -> str:
-    kind = exc.type or type(exc).__name__
-    return f"HTTP {exc.status_code} {kind}: {exc.api_message or exc.message}"
+    # The first-party API's error body, else Bedrock's (`{"message"}` and an x-amzn-ErrorType header) or Google's
+    # (`{"error": {"message", "status"}}`, which gives api_message but no type).
+    body = exc.body if isinstance(exc.body, dict) else {}
+    google = body.get("error") if isinstance(body.get("error"), dict) else {}
+    kind = (exc.type or exc.response.headers.get("x-amzn-errortype", "").split(":")[0] or google.get("status")
+            or type(exc).__name__)
+    message = exc.api_message or (body.get("message") if isinstance(body.get("message"), str) else None)
+    return f"HTTP {exc.status_code} {kind}: {message or exc.message}"
 
 
 def _retry_after(headers: httpx2.Headers) -> float | None:

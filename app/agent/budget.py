@@ -27,7 +27,9 @@ class SpendGate(Protocol):
         """None to go on; else the cap that is reached, in words for the status comment."""
         ...
 
-    async def spent(self, model: str, usage: Usage, cost_usd: float) -> None:
+    async def spent(self, model: str, usage: Usage, cost_usd: float, kind: str = "agent",
+                    provider: str | None = None) -> None:
+        """Record one call: `kind` "agent" or "judge"; `provider` the one that answered (a fallback's, say)."""
         ...
 
 

@@ -19,10 +19,12 @@ from typing import Any, Literal
 
 import anthropic
 
+from app.agent import providers
 from app.agent.api import ModelCallError, RetryPolicy, call_model
 from app.agent.loop import CUT_STOPS, block_param
 from app.agent.pricing import Usage, model_info, usage_dict
 from app.agent.prompts import fence
+from app.agent.providers import Client, Route
 from app.audit import AuditLog
 from app.redact import Redactor
 from app.settings import Settings
@@ -99,6 +101,7 @@ class JudgeVerdict:
     usage: dict[str, int]
     diff_cut: bool  # the judge saw a cut diff (the pull request must say so)
     error: str | None = None
+    provider: str = "anthropic"  # where the judge's model ran (HONK_JUDGE_PROVIDER, else HONK_PROVIDER)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,29 +122,35 @@ class _Undecided(Exception):
 class Judge:
     """Reviews one finished change per `review` call, with its own client, retries and time bound."""
 
-    def __init__(self, settings: Settings, audit: AuditLog, *, client: anthropic.AsyncAnthropic | None = None,
+    def __init__(self, settings: Settings, audit: AuditLog, *, client: Client | None = None,
                  secrets: Sequence[str] = (), retry: RetryPolicy | None = None,
                  max_diff_chars: int = MAX_DIFF_CHARS, timeout: float = TIMEOUT_S, stream: bool = True) -> None:
         self.settings = settings
         self.audit = audit
-        self.model = settings.judge_model
-        self.info = model_info(self.model)
-        self.redactor = Redactor([*settings.secrets(), *secrets])
+        # Its own provider when HONK_JUDGE_PROVIDER says so (`client`, when given, decides instead). One it cannot
+        # use (a region missing) makes every verdict undecided, saying why, like any other model trouble.
+        self.provider = providers.judge_provider(settings)
+        self.route: Route | None = None
+        self.unusable = ""
+        try:
+            self.route = providers.route(self.provider, settings.judge_model, settings, client)
+            self.provider = self.route.provider
+        except providers.ProviderError as exc:
+            self.unusable = f"the judge's provider, {providers.NAMES[self.provider]}, cannot be used: {exc}"
+        self.model = self.route.model if self.route else settings.judge_model
+        self.info = model_info(self.model, self.provider, regional=bool(self.route and self.route.regional))
+        self.redactor = Redactor([*settings.secrets(), *providers.secrets(), *secrets])
         self.retry = retry or RetryPolicy()
         self.max_diff_chars = max_diff_chars
         self.timeout = timeout
         self.stream = stream  # streamed by default, like the agent: a long think never idles the connection
         self.max_tokens = min(MAX_TOKENS, self.info.max_output)
         self._owns_client = client is None
-        if client is None:
-            key = settings.anthropic_api_key
-            client = anthropic.AsyncAnthropic(api_key=key.get_secret_value() if key else None,
-                                              base_url=settings.anthropic_base_url)
-        self.api = client.with_options(max_retries=0)  # retries are Honk's own (api.py)
+        self.api = self.route.client if self.route else None  # retries are Honk's own (api.py): the SDK's are off
 
     async def close(self) -> None:
         """Close the HTTP client if the judge made it (a client passed in belongs to the caller)."""
-        if self._owns_client:
+        if self._owns_client and self.api is not None:
             await self.api.close()
 
     async def __aenter__(self) -> Judge:
@@ -161,7 +170,8 @@ class Judge:
         redact = self.redactor.redact
         cut = cut_diff(redact(diff), self.max_diff_chars)
         message = self._message(redact(request), cut, [redact(text) for text in instructions], redact(repository))
-        await self._record("judge.request", model=self.model, repository=repository, diff_chars=len(diff),
+        await self._record("judge.request", model=self.model, provider=self.provider,
+                           repository=repository, diff_chars=len(diff),
                            diff_cut=cut.cut, files=cut.files, files_whole=cut.whole, sent_chars=len(message))
         usage: Usage = {}
         decision: Decision = "undecided"
@@ -179,7 +189,7 @@ class Judge:
             reason = error = _one_line(redact(error), 1_000)
         verdict = JudgeVerdict(decision=decision, reason=_clip(redact(reason).strip(), MAX_REASON_CHARS),
                                model=self.model, cost_usd=round(self.info.cost(usage), 6), usage=dict(usage),
-                               diff_cut=cut.cut, error=error)
+                               diff_cut=cut.cut, error=error, provider=self.provider)
         await self._record("judge.verdict", **verdict.to_dict())
         return verdict
 
@@ -210,7 +220,9 @@ class Judge:
     async def _call(self, messages: list[dict[str, Any]], usage: Usage, deadline: float) -> Any:
         # No temperature and no thinking parameter, as the agent sends (CONTRACT section 5); tool_choice stays
         # auto because a forced tool is rejected while the model thinks.
-        params = {"model": self.model, "max_tokens": self.max_tokens, "system": SYSTEM_PROMPT,
+        if self.route is None or self.api is None:
+            raise ModelCallError(self.unusable)
+        params = {"model": self.route.model_id, "max_tokens": self.max_tokens, "system": SYSTEM_PROMPT,
                   "tools": [VERDICT_TOOL], "tool_choice": {"type": "auto"}, "messages": messages}
         reply = await call_model(self.api, params, stream=self.stream, policy=self.retry,
                                  deadline=deadline, on_retry=self._on_retry)

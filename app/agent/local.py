@@ -47,10 +47,10 @@ async def run_local(settings: Settings, repo: Path, task: str, *, console: Conso
     try:
         agent = Agent(settings, repo, MemoryAudit(on_event=view.on_event), client=client, verifiers=verifiers,
                       no_verifiers=no_verifiers)
-    except anthropic.AnthropicError as exc:  # e.g. an SDK profile that cannot be read
+    except anthropic.AnthropicError as exc:  # e.g. an SDK profile that cannot be read, a provider's region missing
         console.print(f"[red]honk run: cannot set up the Anthropic client: {escape(str(exc))}[/]")
         return 2
-    console.print(f"[bold]honk run[/] {escape(str(repo))} · model {settings.honk_model} · "
+    console.print(f"[bold]honk run[/] {escape(str(repo))} · model {escape(agent.route.describe())} · "
                   f"sandbox {agent.sandbox.mode} · verifiers {', '.join(v.name for v in verifiers) or 'none'}")
     if agent.sandbox.mode == "none":
         console.print("[bold red]HONK_SANDBOX=none: commands run WITHOUT a sandbox, with your files and "
@@ -126,6 +126,10 @@ class _Progress:
         style = "red" if data["is_error"] else "dim"
         self.console.print(f"[{style}]  {escape(_first_lines(chr(10).join(lines), 5))}[/]")
 
+    def _model_fallback(self, data: dict[str, Any]) -> None:
+        self.console.print(f"[bold yellow]{escape(data['from']['provider'])} kept failing ({escape(data['error'])}); "
+                           f"going on with {escape(data['to']['model'])} on {escape(data['to']['provider'])}[/]")
+
     def _model_retry(self, data: dict[str, Any]) -> None:
         self.console.print(f"[yellow]API: {escape(data['error'])}; retry {data['attempt']} in "
                            f"{data['wait_s']:.1f} s[/]")
@@ -158,6 +162,8 @@ def _report(console: Console, result: AgentResult, repo: Path) -> None:
                   f"in {usage['input_tokens']:,} / cache write {usage['cache_creation_input_tokens']:,} / "
                   f"cache read {usage['cache_read_input_tokens']:,} / out {usage['output_tokens']:,} tokens · "
                   f"${result.cost_usd:.4f} · {result.duration_s:.1f} s")
+    if result.fallback:
+        console.print(f"[yellow]fallback: {escape(result.fallback)}[/]")
     console.print(_git_changes(repo))
 
 

@@ -2,7 +2,8 @@
 
 The loop is the small `_loop` method below; policy lives in named pieces around it: tools.py and
 editor.py (what a tool call does), prompts.py (what the model is told), budget.py and pricing.py
-(when to stop), context.py (caching and clearing old tool results), api.py (retries).
+(when to stop), context.py (caching and clearing old tool results), api.py (retries), providers.py
+(which provider serves the model, and the fallback that takes over when it keeps failing).
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import anthropic
-
-from app.agent import prompts
+from app.agent import prompts, providers
 from app.agent.api import ContextTooLong, ModelCallError, RetryPolicy, call_model
 from app.agent.budget import Budget, BudgetName, Meter, SpendGate
 from app.agent.context import ContextPolicy, clear_old_tool_results, context_tokens, with_breakpoints
 from app.agent.editor import Editor
-from app.agent.pricing import model_info, usage_dict
+from app.agent.pricing import ModelInfo, model_info, usage_dict
 from app.agent.prompts import DataBlock, Task
+from app.agent.providers import Client, Route
 from app.agent.tools import Toolbox, tool_definitions
 from app.audit import AuditLog
 from app.checkout.sandbox import Sandbox
@@ -51,6 +51,9 @@ class AgentResult:
     budget: BudgetName | None = None  # which budget stopped the run, when stop == "budget"
     refusal_category: str | None = None  # when stop == "refusal" (None if the API named no category)
     error: str | None = None  # when stop == "api_error" or "context_exhausted"
+    provider: str = "anthropic"  # the provider that served the run's last model call
+    model: str = ""  # the model that served it (Honk's name)
+    fallback: str | None = None  # when the fallback took over: from what, to what, and why, in one sentence
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +71,7 @@ class Agent:
     """One conversation with the model about one workspace. `run` once, then `resume` as needed."""
 
     def __init__(self, settings: Settings, workspace: Path, audit: AuditLog,
-                 client: anthropic.AsyncAnthropic | None = None, budget: Budget | None = None, *,
+                 client: Client | None = None, budget: Budget | None = None, *,
                  secrets: list[str] | tuple[str, ...] = (), sandbox: Sandbox | None = None,
                  retry: RetryPolicy | None = None, stream: bool = True, context: ContextPolicy | None = None,
                  max_tokens: int | None = None, verifiers: Sequence[Verifier] = (), no_verifiers: str = "",
@@ -76,12 +79,14 @@ class Agent:
         self.settings = settings
         self.root = Path(workspace).resolve()
         self.audit = audit
-        self.model = settings.honk_model
-        self.info = model_info(self.model)
+        # The primary route: HONK_PROVIDER's client (or `client`, whose provider it is) for HONK_MODEL.
+        self.route = providers.route(settings.honk_provider, settings.honk_model, settings, client)
+        self._made: list[Client] = [] if client is not None else [self.route.client]  # closed with the agent
+        self.info = _info(self.route)
         self.meter = Meter(budget or Budget.from_settings(settings))
         self.spend = spend
         # Extra secrets are values such as the installation token that settings do not hold.
-        self.redactor = Redactor([*settings.secrets(), *secrets])
+        self.redactor = Redactor([*settings.secrets(), *providers.secrets(), *secrets])
         self.sandbox = sandbox or Sandbox(self.root, settings)
         self.shell = self.sandbox.shell()
         self.verifiers = list(verifiers)
@@ -90,20 +95,21 @@ class Agent:
         self.tool_defs = tool_definitions(settings.honk_tool_style)
         self.retry = retry or RetryPolicy()
         self.stream = stream
+        self._own_context = context is None  # the default policy follows the model's window, also on a fallback
         self.context = context or ContextPolicy(self.info.context_window)
         self.max_tokens = min(max_tokens or DEFAULT_MAX_TOKENS, self.info.max_output)
-        self.client = client
-        self.api = self._client().with_options(max_retries=0)  # retries are Honk's own (api.py)
+        self.fallback: str | None = None  # set once the fallback has taken over (AgentResult.fallback)
         self.system = ""
         self.messages: list[dict[str, Any]] = []
         self._last_usage: dict[str, int] = {}
 
-    def _client(self) -> anthropic.AsyncAnthropic:
-        if self.client is not None:
-            return self.client
-        key = self.settings.anthropic_api_key
-        return anthropic.AsyncAnthropic(api_key=key.get_secret_value() if key else None,
-                                        base_url=self.settings.anthropic_base_url)
+    @property
+    def model(self) -> str:
+        return self.route.model
+
+    @property
+    def api(self) -> Client:
+        return self.route.client  # retries are Honk's own (api.py): the SDK's are off
 
     # Public API
 
@@ -113,7 +119,8 @@ class Agent:
         await self.sandbox.check()  # SandboxError: a configuration problem, not a run outcome
         self.system = prompts.system_prompt(self.root, task.repository, self.settings.honk_command_timeout,
                                             [v.name for v in self.verifiers])
-        await self._record("agent.start", model=self.model, root=str(self.root), repository=task.repository,
+        await self._record("agent.start", model=self.model, provider=self.route.provider,
+                           model_id=self.route.model_id, root=str(self.root), repository=task.repository,
                            sandbox=self.sandbox.mode, tool_style=self.settings.honk_tool_style,
                            budget=asdict(self.meter.budget), max_tokens=self.max_tokens, system=self.system,
                            tools=self.tool_defs, priced=self.info.known)
@@ -136,6 +143,8 @@ class Agent:
 
     async def close(self) -> None:
         await self.shell.close()
+        for client in self._made:
+            await client.close()
 
     async def __aenter__(self) -> Agent:
         return self
@@ -155,7 +164,7 @@ class Agent:
             stop=outcome.stop, summary=self._summary(), turns=self.meter.turns, usage=dict(self.meter.usage),
             cost_usd=round(self.meter.cost_usd, 6), duration_s=round(self.meter.elapsed, 3),
             tool_calls=self.meter.tool_calls, budget=outcome.budget, refusal_category=outcome.category,
-            error=outcome.error)
+            error=outcome.error, provider=self.route.provider, model=self.model, fallback=self.fallback)
         await self._record("agent.stop", **result.to_dict())
         return result
 
@@ -202,29 +211,67 @@ class Agent:
     # Pieces of the loop
 
     async def _call(self) -> Any:
-        params = {"model": self.model, "max_tokens": self.max_tokens, "tool_choice": {"type": "auto"},
-                  **with_breakpoints(self.system, self.tool_defs, self.messages)}
         turn = self.meter.turns + 1
         await self._record("model.request", turn=turn, max_tokens=self.max_tokens, messages=len(self.messages),
-                           context_tokens=context_tokens(self._last_usage), stream=self.stream)
+                           context_tokens=context_tokens(self._last_usage), stream=self.stream,
+                           provider=self.route.provider, model=self.model, model_id=self.route.model_id)
         remaining = self.meter.remaining_seconds()
         started = time.monotonic()
         async with asyncio.timeout(remaining):
-            reply = await call_model(self.api, params, stream=self.stream, policy=self.retry,
-                                     deadline=started + remaining, on_retry=self._on_retry)
+            try:
+                reply = await self._ask(deadline=started + remaining)
+            except ModelCallError as exc:
+                if not await self._fall_back(exc, turn):
+                    raise
+                reply = await self._ask(deadline=started + remaining)  # the same request, from the same state
         usage = usage_dict(reply.usage)
-        cost = self.info.cost(usage)
+        cost = self.info.cost(usage)  # at the prices of the provider and model that answered
         self.meter.add_turn(usage, cost)
         if self.spend is not None:
-            await self.spend.spent(self.model, usage, cost)
+            await self.spend.spent(self.model, usage, cost, provider=self.route.provider)
         self._last_usage = usage
-        await self._record("model.response", turn=turn, stop_reason=reply.stop_reason,
+        await self._record("model.response", turn=turn, provider=self.route.provider, model=self.model,
+                           stop_reason=reply.stop_reason,
                            stop_details=reply.stop_details.to_dict() if reply.stop_details else None,
                            content=[block_param(block) for block in reply.content], usage=usage,
                            cost_usd=round(cost, 6), total_usage=dict(self.meter.usage),
                            total_cost_usd=round(self.meter.cost_usd, 6),
                            duration_s=round(time.monotonic() - started, 3))
         return reply
+
+    async def _ask(self, deadline: float) -> Any:
+        params = {"model": self.route.model_id, "max_tokens": self.max_tokens, "tool_choice": {"type": "auto"},
+                  **with_breakpoints(self.system, self.tool_defs, self.messages)}
+        return await call_model(self.api, params, stream=self.stream, policy=self.retry, deadline=deadline,
+                                on_retry=self._on_retry)
+
+    async def _fall_back(self, exc: ModelCallError, turn: int) -> bool:
+        """Move the run to the fallback provider when its provider kept failing (not when it refused the request);
+        once only: the run stays there. False when there is nothing to move to."""
+        target = providers.fallback_target(self.settings, self.route.provider, self.model)
+        if not exc.transient or self.fallback is not None or target is None:
+            return False
+        if self.spend is not None and (refused := await self.spend.admit(target[1])) is not None:
+            await self._record("model.fallback_refused", provider=target[0], model=target[1], error=str(exc),
+                               reason=refused)
+            return False
+        try:
+            to = providers.route(*target, self.settings)
+        except providers.ProviderError as problem:
+            await self._record("model.fallback_refused", provider=target[0], model=target[1], error=str(exc),
+                               reason=str(problem))
+            return False
+        was, self.route = self.route, to
+        self._made.append(to.client)
+        self.info = _info(to)
+        self.max_tokens = min(self.max_tokens, self.info.max_output)
+        if self._own_context:
+            self.context = ContextPolicy(self.info.context_window)
+        self.fallback = (f"{was.describe()} kept failing ({exc}); from turn {turn} the run went on with "
+                         f"{to.describe()}")
+        log.warning("%s", self.fallback)
+        await self._record("model.fallback", turn=turn, error=str(exc), **{"from": was.to_dict(), "to": to.to_dict()})
+        return True
 
     async def _run_tools(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run the calls in order; their results, in the same order, open the next user turn."""
@@ -294,6 +341,10 @@ class Agent:
 
     async def _record(self, kind: str, **data: Any) -> None:
         await self.audit.record(kind, **self.redactor.redact_data(data))
+
+
+def _info(route: Route) -> ModelInfo:
+    return model_info(route.model, route.provider, regional=route.regional)
 
 
 def block_param(block: Any) -> dict[str, Any]:

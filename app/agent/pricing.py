@@ -1,14 +1,19 @@
-"""The one table of what each model costs and how much it holds. USD per million tokens.
+"""The one table of what each model costs and how much it holds, per provider. USD per million tokens.
 
-Cache writes are priced at the 5-minute TTL, the only one Honk uses. A model missing from the table
-is priced like the dearest known model, so a budget in dollars errs on the side of stopping early.
+The table holds Anthropic's list prices. Amazon Bedrock and Google Vertex AI charge the same at their global
+endpoints (Bedrock's `global.` inference profiles, Vertex's `global` region) and `REGIONAL_PREMIUM` more at
+regional ones (Bedrock's in-region and geographic profiles, every other Vertex region), for every model in the
+table. A model is found under any provider's id for it (providers.MODEL_IDS). Cache writes are priced at the
+5-minute TTL, the only one Honk uses. A model missing from the table is priced like the dearest known model, so a
+budget in dollars errs on the side of stopping early.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from app.agent.providers import canonical
 
 Usage = dict[str, int]  # input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens
 
@@ -28,6 +33,10 @@ class ModelInfo:
                 + usage.get("output_tokens", 0) * self.output
                 + usage.get("cache_creation_input_tokens", 0) * self.cache_write
                 + usage.get("cache_read_input_tokens", 0) * self.cache_read) / 1_000_000
+
+    def scaled(self, factor: float) -> ModelInfo:
+        return replace(self, input=self.input * factor, output=self.output * factor,
+                       cache_write=self.cache_write * factor, cache_read=self.cache_read * factor)
 
 
 _M = 1_000_000
@@ -54,15 +63,18 @@ MODELS: dict[str, ModelInfo] = {
 _DEAREST = max(MODELS.values(), key=lambda m: (m.output, m.input))
 
 
-def model_info(model: str) -> ModelInfo:
-    """Prices and limits for `model`, matching dated ids (claude-haiku-4-5-20251001) by prefix."""
-    if model in MODELS:
-        return MODELS[model]
-    # A dated or decorated id of a known model: claude-haiku-4-5-20251001, claude-opus-5-5[1m].
-    if (match := re.fullmatch(r"(.+?)(?:-\d{8}|\[\w+\]|@\w+)+", model)) and match.group(1) in MODELS:
-        return MODELS[match.group(1)]
-    return ModelInfo(_DEAREST.input, _DEAREST.output, _DEAREST.cache_write, _DEAREST.cache_read,
-                     200 * _K, 32 * _K, known=False)
+REGIONAL_PREMIUM = 1.10  # Bedrock's and Vertex's regional endpoints, over their global ones
+REGIONAL_PROVIDERS = ("bedrock", "vertex")
+
+
+def model_info(model: str, provider: str = "anthropic", *, regional: bool = False) -> ModelInfo:
+    """Prices and limits for `model` at `provider` (from a regional endpoint or not). `model` may be Honk's name or
+    any provider's id for it: claude-haiku-4-5-20251001, global.anthropic.claude-opus-5-5, claude-opus-4-5@20251101,
+    claude-opus-5-5[1m]."""
+    name = canonical(model)
+    info = MODELS.get(name or "") or ModelInfo(_DEAREST.input, _DEAREST.output, _DEAREST.cache_write,
+                                               _DEAREST.cache_read, 200 * _K, 32 * _K, known=False)
+    return info.scaled(REGIONAL_PREMIUM) if regional and provider in REGIONAL_PROVIDERS else info
 
 
 def usage_dict(usage: Any) -> Usage:
