@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +38,16 @@ class Database:
         """A unit of work: committed when the block ends, rolled back if it raises."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only connection that sees one consistent state of the database however many queries it makes,
+        and holds no lock that would keep writers waiting: a deferred transaction on SQLite (WAL gives it a
+        snapshot), REPEATABLE READ READ ONLY on PostgreSQL."""
+        options: dict[str, Any] = ({"honk_deferred": True} if self.is_sqlite else
+                                   {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+            yield conn
 
     def now(self, session: Session) -> datetime:
         """The current UTC time, from the database itself on PostgreSQL so that workers on several hosts
@@ -99,8 +109,9 @@ def _sqlite_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Take the write lock up front: a deferred transaction that later upgrades to a writer gets
-        # SQLITE_BUSY without waiting, while BEGIN IMMEDIATE waits politely on busy_timeout.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # SQLITE_BUSY without waiting, while BEGIN IMMEDIATE waits politely on busy_timeout. Readers that never
+        # write (`Database.snapshot`) begin deferred, so that they keep no writer waiting.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("honk_deferred") else "BEGIN IMMEDIATE")
 
     return engine
 

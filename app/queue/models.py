@@ -70,6 +70,9 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    # The hash of the job's newest event, moved under the row's lock by each append (app/queue/chain.py); NULL
+    # while the chain holds its genesis event only, so that intake need not write the row twice.
+    chain_head: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_jobs_claimable", "status", "run_after"),
@@ -81,7 +84,9 @@ class Job(Base):
 
 
 class JobEvent(Base):
-    """One line of a job's audit trail. Rows are only ever inserted; `id` orders them."""
+    """One line of a job's audit trail. Rows are only ever inserted (retention may later replace a bulky `data`
+    with a summary); `id` orders them. Each job's events form a hash chain (app/queue/chain.py, which fills the
+    three hash columns of every event added through the ORM)."""
 
     __tablename__ = "job_events"
 
@@ -90,3 +95,6 @@ class JobEvent(Base):
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(100))
     data: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))  # the hash of the job's event before, or 64 zeros
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical {"at", "data", "kind"}
+    hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of prev_hash, job_id and digest

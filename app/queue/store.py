@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from app.queue import chain
 from app.queue.db import Database
 from app.queue.models import Delivery, Job, JobEvent, JobStatus
 from app.queue.requests import JobRequest
@@ -105,10 +106,12 @@ class JobQueue:
                 made = {delivery: job_id for delivery, job_id in
                         session.execute(insert(jobs).returning(jobs.c.delivery_id, jobs.c.id), rows).all()}
                 job_ids = [made[row["delivery_id"]] for row in rows]
+                # Each job's first event, its chain's first link computed here (app/queue/chain.py).
+                queued = [(job_id, {"kind": row["kind"], "subject": row["subject"], "requester": row["requester"]})
+                          for job_id, row in zip(job_ids, rows, strict=True)]
                 session.execute(insert(events), [
-                    {"job_id": job_id, "at": now, "kind": "job.queued",
-                     "data": {"kind": row["kind"], "subject": row["subject"], "requester": row["requester"]}}
-                    for job_id, row in zip(job_ids, rows, strict=True)])
+                    {"job_id": job_id, "at": now, "kind": "job.queued", "data": data}
+                    | chain.genesis(job_id, now, "job.queued", data) for job_id, data in queued])
                 session.execute(update(deliveries).where(deliveries.c.id == bindparam("delivery")).values(
                     job_id=bindparam("job")), [{"delivery": batch[place].delivery_id, "job": job_id}
                                                for place, job_id in zip(asked, job_ids, strict=True)])
@@ -308,8 +311,18 @@ class JobQueue:
             return list(session.scalars(query.order_by(Job.id.desc()).limit(limit)))
 
     def append_event(self, job_id: int, kind: str, data: dict[str, Any]) -> None:
+        """Add an event to the job's audit trail, linked onto its hash chain (app/queue/chain.py)."""
         with self.db.session() as session:
             _event(session, job_id, self.db.now(session), kind, **data)
+
+    def verify_chains(self, job_id: int | None = None) -> chain.Verification:
+        """Check every job's audit chain, or one job's (`honk audit verify`)."""
+        return chain.verify(self.db, job_id)
+
+    def purge_transcripts(self, days: int) -> chain.Purged:
+        """Retention (HONK_AUDIT_RETENTION_DAYS): drop the bulky data of events of jobs finished more than `days`
+        days ago, keeping every chain verifiable."""
+        return chain.purge(self.db, days)
 
     def get(self, job_id: int) -> Job | None:
         with self.db.session() as session:
@@ -353,4 +366,5 @@ def _queued_event(job: Job, at: datetime) -> JobEvent:
 
 
 def _event(session: Session, job_id: int, at: datetime, kind: str, /, **data: Any) -> None:
+    # Linked onto the job's chain when flushed, under the job row's lock (chain's before_insert listener).
     session.add(JobEvent(job_id=job_id, at=at, kind=kind, data=data))
