@@ -9,6 +9,7 @@ failure, retried with backoff).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from app import telemetry
 from app.queue.models import Job
 from app.queue.store import JobQueue
 from app.settings import Settings
+from app.tracing import JobTrace
 
 
 class JobFailed(Exception):
@@ -30,13 +32,18 @@ class JobFailed(Exception):
 class JobAudit:
     """The `AuditLog` of one job: events go to the database in order, off the event loop."""
 
-    def __init__(self, queue: JobQueue, job_id: int) -> None:
+    def __init__(self, queue: JobQueue, job_id: int, trace: JobTrace | None = None) -> None:
         self._queue = queue
         self._job_id = job_id
+        self.trace = trace  # the attempt's spans when tracing is on (app/tracing.py), else None
 
     async def record(self, kind: str, /, **data: Any) -> None:
+        trace = self.trace
+        at = time.time_ns() if trace is not None else 0  # when it happened, before the write
         await asyncio.to_thread(self._queue.append_event, self._job_id, kind, data)
         telemetry.job_event(self._job_id, kind, data)  # every job event passes here: sandbox, model, API errors
+        if trace is not None:
+            trace.event(kind, data, at)  # and, traced, becomes spans: model and tool calls, verify, judge, push
 
 
 @dataclass
@@ -65,3 +72,6 @@ class Handlers:
 
     def get(self, kind: str) -> Handler | None:
         return self._handlers.get(kind)
+
+    def kinds(self) -> list[str]:
+        return sorted(self._handlers)

@@ -2,6 +2,10 @@
 
 Handlers come from the registry the caller passes in (app/jobs/registry.py, wired by app/cli.py), so the queue
 never imports the jobs it runs. A job whose worker dies is re-run by another once its lease expires.
+
+Each attempt feeds the process's metrics (app/telemetry.py: queue wait, attempt durations, jobs running) and,
+when tracing is on, its trace (app/tracing.py). `serve_metrics` serves those metrics, with the queue's depth by
+kind, on a port of its own (`honk worker --metrics-port`), so that every worker of a fleet can be scraped.
 """
 
 from __future__ import annotations
@@ -14,17 +18,26 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import case, func, select
+
+from app import telemetry, tracing
 from app.queue.context import Handlers, JobAudit, JobContext, JobFailed
-from app.queue.models import Job
+from app.queue.models import Job, JobStatus
 from app.queue.store import JobQueue, Lease
 from app.settings import Settings
 
 log = logging.getLogger("honk.worker")
 
+PURGE_EVERY = 3600.0  # seconds between retention purges (HONK_AUDIT_RETENTION_DAYS)
 CLAIM_SPACING = 0.05  # seconds between claim rounds, however often the worker is woken
+FINAL = ("succeeded", "failed", "cancelled")  # the outcomes of an attempt that end the job for good
 
 
 class Worker:
@@ -49,9 +62,10 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        tracing.prepare()  # when tracing is on, the SDK loads now rather than inside the first job
         log.info("worker %s started: %d at once, lease %.0fs", self.id, self.concurrency,
                  self.settings.honk_lease_seconds)
-        next_reclaim = 0.0
+        next_reclaim = next_purge = 0.0
         while not stop.is_set():
             round_started = time.monotonic()
             try:
@@ -59,6 +73,12 @@ class Worker:
                     for job_id in await asyncio.to_thread(self.queue.reclaim_expired):
                         log.warning("job=%d transition=reclaimed reason=lease_expired", job_id)
                     next_reclaim = time.monotonic() + min(5.0, self.settings.honk_lease_seconds / 2)
+                if (days := self.settings.honk_audit_retention_days) and time.monotonic() >= next_purge:
+                    # Retention: old transcripts lose their bulk, their chains stay verifiable. Hourly is plenty;
+                    # every worker may run it, and a purge finds nothing to do the second time.
+                    purged = await asyncio.to_thread(self.queue.purge_transcripts, days)
+                    log.info("audit retention (%d days): %s", days, purged)
+                    next_purge = time.monotonic() + PURGE_EVERY
                 self._wake.clear()
                 while len(self._running) < self.concurrency and not stop.is_set():
                     self._claims += 1
@@ -76,6 +96,8 @@ class Worker:
             if spare > 0 and not stop.is_set():
                 await _first_of(stop.wait(), timeout=spare)
         await self._drain()
+        if tracing.ENABLED:
+            await asyncio.to_thread(tracing.flush)  # the spans of the last jobs, before the process ends
 
     def _start(self, job: Job, lease: str) -> None:
         task = asyncio.create_task(self._run_job(job, lease), name=f"job-{job.id}")
@@ -93,42 +115,58 @@ class Worker:
         handler = self.handlers.get(job.kind)
         heartbeat = asyncio.create_task(self._heartbeat(job, lease))
         started = time.monotonic()
+        telemetry.PROCESS.job_claimed(job.kind, _waited(job))
+        trace = self._trace(job, lease) if tracing.ENABLED else None
+        outcome, error, result = "lease_lost", None, None  # what the attempt came to, for metrics and trace
         try:
             if handler is None:
                 raise JobFailed(f"this Honk has no handler for jobs of kind {job.kind!r}")
             ctx = JobContext(job=job, settings=self.settings, queue=self.queue,
-                             audit=JobAudit(self.queue, job.id), lease=lease)
+                             audit=JobAudit(self.queue, job.id, trace), lease=lease)
             result = await handler(ctx) or {}
-            await self._settle(job, "succeeded", asyncio.to_thread(self.queue.complete, job.id, lease, result),
-                               started)
+            outcome = await self._settle(job, "succeeded",
+                                         asyncio.to_thread(self.queue.complete, job.id, lease, result), started)
         except JobFailed as exc:
             status = await asyncio.to_thread(self.queue.fail, job.id, lease, str(exc), retry=exc.retry)
-            _transition(job, _failed_word(status), error=str(exc), seconds=_since(started))
+            outcome, error = _failed_word(status), str(exc)
+            _transition(job, outcome, error=error, seconds=_since(started))
         except asyncio.CancelledError:
-            await self._after_cancel(job, lease, started)
+            outcome = await self._after_cancel(job, lease, started)
         except Exception as exc:
             log.error("job=%d handler raised:\n%s", job.id, traceback.format_exc())
-            status = await asyncio.to_thread(self.queue.fail, job.id, lease, f"{type(exc).__name__}: {exc}",
-                                             retry=True)
-            _transition(job, _failed_word(status), error=f"{type(exc).__name__}: {exc}",
-                        seconds=_since(started))
+            error = f"{type(exc).__name__}: {exc}"
+            status = await asyncio.to_thread(self.queue.fail, job.id, lease, error, retry=True)
+            outcome = _failed_word(status)
+            _transition(job, outcome, error=error, seconds=_since(started))
         finally:
             heartbeat.cancel()
+            telemetry.PROCESS.job_ended(job.kind, outcome, time.monotonic() - started)
+            if trace is not None:
+                trace.end(outcome, final=outcome in FINAL, error=error, result=result)
 
-    async def _settle(self, job: Job, word: str, write: Awaitable[bool], started: float) -> None:
+    def _trace(self, job: Job, lease: str) -> tracing.JobTrace | None:
+        return tracing.job_started(
+            job_id=job.id, kind=job.kind, subject=job.subject, repo=job.repo, delivery_id=job.delivery_id,
+            attempt=job.attempts, created_at=job.created_at, ready_at=job.run_after, claimed_at=job.updated_at,
+            worker=lease, provider=self.settings.honk_provider, judge_provider=self.settings.honk_judge_provider)
+
+    async def _settle(self, job: Job, word: str, write: Awaitable[bool], started: float) -> str:
         if await write:
             _transition(job, word, seconds=_since(started))
-        else:
-            _transition(job, "lease_lost", note="another worker owns this job now; result discarded")
+            return word
+        _transition(job, "lease_lost", note="another worker owns this job now; result discarded")
+        return "lease_lost"
 
-    async def _after_cancel(self, job: Job, lease: str, started: float) -> None:
+    async def _after_cancel(self, job: Job, lease: str, started: float) -> str:
         reason = self._stop_reason.get(lease, "shutdown")
         if reason == "cancel":
-            await self._settle(job, "cancelled", asyncio.to_thread(self.queue.cancelled, job.id, lease), started)
-        elif reason == "shutdown":
-            await self._settle(job, "released", asyncio.to_thread(self.queue.release, job.id, lease), started)
-        else:
-            _transition(job, "lease_lost", seconds=_since(started))
+            return await self._settle(job, "cancelled", asyncio.to_thread(self.queue.cancelled, job.id, lease),
+                                      started)
+        if reason == "shutdown":
+            return await self._settle(job, "released", asyncio.to_thread(self.queue.release, job.id, lease),
+                                      started)
+        _transition(job, "lease_lost", seconds=_since(started))
+        return "lease_lost"
 
     async def _heartbeat(self, job: Job, lease: str) -> None:
         # Renew well within the lease, and often enough that "@honk stop" lands within seconds.
@@ -163,6 +201,72 @@ class Worker:
         log.info("worker %s stopped", self.id)
 
 
+# The worker's own metrics endpoint (`honk worker --metrics-port`)
+
+@dataclass
+class MetricsServer:
+    server: Any
+    host: str
+    port: int
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve_metrics(worker: Worker, host: str, port: int) -> MetricsServer:
+    """Serve this process's metrics (app/telemetry.py) and the queue's depth by kind, in Prometheus's text
+    format, from a thread of its own. Raises OSError when the address cannot be bound."""
+    disable_created_metrics()  # as the web's /metrics does
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in telemetry.PROCESS.collectors:
+        registry.register(collector)
+    registry.register(QueueDepth(worker.queue, worker.handlers.kinds()))
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    return MetricsServer(server, host, server.server_address[1])
+
+
+class QueueDepth(Collector):
+    """Jobs waiting or running, by kind and state, read from the database at scrape time. Every worker of a fleet
+    reports the same figures (the queue is shared): aggregate them with max(), not sum()."""
+
+    def __init__(self, queue: JobQueue, kinds: Iterable[str] = ()) -> None:
+        self.queue = queue
+        self.kinds = list(kinds)  # reported with zeros when none are waiting, so that alerts have a series
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily("honk_queue_depth", ""), GaugeMetricFamily("honk_worker_database_up", "")]
+
+    def collect(self) -> Iterator[Metric]:
+        up = "1 when the database answered this scrape's query for the queue's depth"
+        try:
+            counts = queue_depth(self.queue)
+        except Exception as exc:  # the scrape still answers, saying the database is not answering
+            log.warning("metrics: cannot read the queue's depth: %s", exc)
+            yield GaugeMetricFamily("honk_worker_database_up", up, 0)
+            return
+        yield GaugeMetricFamily("honk_worker_database_up", up, 1)
+        depth = GaugeMetricFamily("honk_queue_depth", "jobs in the queue by kind and state: ready (queued and due), "
+                                  "delayed (queued, waiting for a retry's backoff or a delay), running; the same "
+                                  "on every worker", labels=["kind", "state"])
+        for kind in sorted({*self.kinds, *(kind for kind, _ in counts)}):
+            for state in ("ready", "delayed", "running"):
+                depth.add_metric([kind, state], counts.get((kind, state), 0))
+        yield depth
+
+
+def queue_depth(queue: JobQueue) -> dict[tuple[str, str], int]:
+    """{(kind, state): jobs} for the jobs queued (ready or delayed) or running."""
+    with queue.db.session() as session:
+        now = queue.db.now(session)
+        state = case((Job.status == JobStatus.RUNNING, "running"), (Job.run_after <= now, "ready"),
+                     else_="delayed").label("state")
+        rows = session.execute(select(Job.kind, state, func.count())
+                               .where(Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+                               .group_by(Job.kind, state)).all()
+    return {(kind, state): count for kind, state, count in rows}
+
+
 async def _first_of(*waits: Awaitable[Any], timeout: float) -> None:
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:
@@ -180,6 +284,14 @@ def _failed_word(status: object) -> str:
 
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
+
+
+def _waited(job: Job) -> float:
+    """Seconds from the job being ready to run (queued, or its retry due) to this claim (the database's clock)."""
+    try:
+        return (job.updated_at - job.run_after).total_seconds()
+    except TypeError:
+        return 0.0
 
 
 def _transition(job: Job, transition: str, **fields: Any) -> None:

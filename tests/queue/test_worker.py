@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
 from app.process import HonkState
+from app.queue import chain
 from app.queue.models import Job
 from app.queue.requests import JobKind, JobRequest
 from app.queue.worker import Handlers, JobContext, JobFailed, Worker
@@ -393,3 +394,23 @@ def test_graceful_stop_lets_a_short_job_finish(make_honk: MakeHonk) -> None:
     job = get(honk, job_id)
     assert (job.status, job.attempts, job.result) == ("succeeded", 1, {"finished": True})
     assert [e.kind for e in honk.queue.events(job_id)] == ["job.queued", "job.started", "job.succeeded"]
+
+
+def test_a_worker_applies_the_audit_retention_on_its_own(make_honk: MakeHonk) -> None:
+    """With HONK_AUDIT_RETENTION_DAYS set, a running worker purges the bulk of old transcripts without anyone
+    running `honk audit purge`; the chain still verifies."""
+    honk = make_honk(honk_audit_retention_days=30)
+    old = honk.queue.enqueue(request(number=5))
+    assert honk.queue.claim("w0") is not None
+    honk.queue.append_event(old, "tool.result", {"id": "t1", "name": "bash", "content": "x" * 5000})
+    honk.queue.complete(old, "w0", {"outcome": "no_change"})
+    with honk.db.engine.begin() as conn:
+        conn.execute(update(Job.__table__).where(Job.__table__.c.id == old).values(finished_at=datetime(2020, 1, 1)))
+
+    async def scenario(stop: asyncio.Event) -> None:
+        await until(lambda: any(e.kind == "audit.purged" for e in honk.queue.events(old)), what="the purge")
+
+    run(Worker(honk.queue, Handlers(), honk.settings), scenario)
+    result = next(e for e in honk.queue.events(old) if e.kind == "tool.result")
+    assert "content" not in result.data and result.data["purged"]["fields"]["content"] >= 5000
+    assert chain.verify(honk.db).intact
