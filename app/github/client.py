@@ -3,6 +3,10 @@
 One installation token serves both the REST calls and git (which needs the raw token), so Honk mints it
 itself and caches it until shortly before it expires. Responses are read as raw JSON: githubkit's strict
 models reject some real (older or thinner) payloads, and a schema mismatch must never stop a job.
+
+Every request of an App goes through its `Pacer` (app/github/pacing.py), keyed by installation: GitHub's rate
+limits slow an installation's requests down instead of failing them. git's push and fetch are not API requests
+and are not paced.
 """
 
 from __future__ import annotations
@@ -21,44 +25,57 @@ from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
 from githubkit.typing import RetryOption
 
+from app.github.pacing import Key, Pacer, RateLimitWaitTooLong, limit_of
 from app.settings import Settings
 from app.telemetry import PROCESS as PROCESS_METRICS
 
 WRITE_ROLES = frozenset({"admin", "maintain", "write"})
 _TOKEN_MARGIN = timedelta(minutes=5)  # never hand out a token that could expire mid-push
 JOB_LOG_LIMIT = 4 * 1024 * 1024  # bytes of a job's log kept (its end: where a failure is told)
+# githubkit sleeps a minute when a retry names no wait, and a zero timedelta is falsy: "at once" is a millisecond.
+_AT_ONCE = timedelta(milliseconds=1)
 
 
 class GitHubNotConfigured(Exception):
     """Honk lacks the App credentials it needs to act on GitHub."""
 
 
+class MergeRefused(Exception):
+    """GitHub would not merge a pull request; `reason` is GitHub's own message. 405: not mergeable (a conflict,
+    a draft, branch protection's required reviews or checks, a merge method the repository does not allow);
+    409: the head moved; 422: the request itself (an unknown merge method)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"GitHub refused the merge ({status}): {reason}")
+        self.status = status
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class GitHubRetry:
-    """When to repeat a GitHub request: server errors and dropped connections with exponential backoff,
-    rate limits after the wait GitHub names (`retry-after`, else `x-ratelimit-reset`). A wait longer than
-    `max_wait` is not slept through here: the request fails and the job retries later from the queue."""
+    """When to repeat a GitHub request (githubkit's `auto_retry`). A rate limit: always, at once, and not
+    counted against `retries`: the retry waits in the App's `Pacer` until the installation may go on, and the
+    pacer ends the wait when it grows too long (`RateLimitWaitTooLong`, never retried here). Server errors and
+    dropped connections: up to `retries` times with exponential backoff. `retries=0` takes the first answer,
+    whatever it is (a doctor's check)."""
 
     retries: int = 4
     base_seconds: float = 1.0
-    max_wait: float = 60.0
 
     def __call__(self, exc: GitHubException, count: int) -> RetryOption:
+        if self.retries <= 0 or isinstance(exc, RateLimitWaitTooLong):
+            return RetryOption(False)
+        if isinstance(exc, RequestFailed) and (isinstance(exc, RateLimitExceeded)
+                                               or limit_of(exc.response.raw_response) is not None):
+            return RetryOption(True, _AT_ONCE)  # githubkit misses a 403 that only *says* "secondary rate limit"
         if count >= self.retries:
             return RetryOption(False)
-        if isinstance(exc, RateLimitExceeded):
-            wait = max(exc.retry_after.total_seconds(), 1.0)
-        elif isinstance(exc, RequestFailed):  # a subclass of RequestError: test it first
+        if isinstance(exc, RequestFailed):  # a subclass of RequestError: test it first
             if exc.response.status_code < 500:
                 return RetryOption(False)  # 4xx other than rate limits: asking again changes nothing
-            wait = self._backoff(count)
-        elif isinstance(exc, RequestError):  # connection refused or reset, timeouts
-            wait = self._backoff(count)
-        else:
+        elif not isinstance(exc, RequestError):  # RequestError: connection refused or reset, timeouts
             return RetryOption(False)
-        if wait > self.max_wait:
-            return RetryOption(False)
-        return RetryOption(True, timedelta(seconds=wait))
+        return RetryOption(True, timedelta(seconds=self._backoff(count)))
 
     def _backoff(self, count: int) -> float:
         return self.base_seconds * 2**count * (1 + random.random() / 4)
@@ -102,7 +119,7 @@ class GitHubApp:
             cls._shared[ident] = cls(settings)
         return cls._shared[ident]
 
-    def __init__(self, settings: Settings, retry: GitHubRetry | None = None) -> None:
+    def __init__(self, settings: Settings, retry: GitHubRetry | None = None, pacer: Pacer | None = None) -> None:
         missing = [name for name in settings.missing_github() if "WEBHOOK" not in name]
         if missing:
             raise GitHubNotConfigured(f"set {', '.join(missing)} so Honk can act as its GitHub App")
@@ -111,6 +128,7 @@ class GitHubApp:
         self._key = settings.github_private_key.get_secret_value()
         self.base_url = settings.github_api_url
         self.retry = retry or GitHubRetry()
+        self.pacer = pacer or Pacer()  # per App object, and so per process through for_settings
         self._tokens: dict[int, InstallationToken] = {}
         self._token_locks: dict[int, asyncio.Lock] = {}
         self._identity: AppIdentity | None = None
@@ -118,14 +136,17 @@ class GitHubApp:
         # and its process-wide default is keyed without the base URL, so two Apps would share entries.
         self._cache = MemCacheStrategy()
 
-    def _client(self, auth: AppAuthStrategy | TokenAuthStrategy,
+    def _client(self, auth: AppAuthStrategy | TokenAuthStrategy, key: Key,
                 on_response: Callable[[httpx.Response], Awaitable[None]] | None = None) -> GitHub[Any]:
-        hooks = [PROCESS_METRICS.github_response] + ([on_response] if on_response else [])  # errors for /metrics
+        """A client acting as `key` (an installation, or None for the App's JWT), paced by the App's pacer."""
+        hooks = [PROCESS_METRICS.github_response, self.pacer.observer(key)]  # errors for /metrics; the limits
+        hooks += [on_response] if on_response else []
         return GitHub(auth, base_url=self.base_url + "/", cache_strategy=self._cache, timeout=30,
-                      auto_retry=self.retry, http_cache=False, async_event_hooks={"response": hooks})
+                      auto_retry=self.retry, http_cache=False, async_event_hooks={"response": hooks},
+                      throttler=self.pacer.throttler(key))
 
     def as_app(self) -> GitHub[Any]:
-        return self._client(AppAuthStrategy(self._app_id, self._key))
+        return self._client(AppAuthStrategy(self._app_id, self._key), None)
 
     async def app_info(self) -> dict[str, Any]:
         """`GET /app`, as the App itself: its id, slug and name."""
@@ -139,7 +160,7 @@ class GitHubApp:
             app = await self.app_info()
             slug = app["slug"]
             token = await self.token(installation_id)
-            async with self._client(TokenAuthStrategy(token.token)) as gh:
+            async with self._client(TokenAuthStrategy(token.token), installation_id) as gh:
                 try:
                     bot = (await gh.arequest("GET", f"/users/{slug}[bot]")).json()
                     bot_id = bot.get("id") if isinstance(bot, dict) else None
@@ -168,12 +189,27 @@ class GitHubApp:
             if response.status_code == 401 and self._tokens.get(installation_id) == token:
                 del self._tokens[installation_id]
 
-        return Repo(self._client(TokenAuthStrategy(token.token), forget_revoked), full_name, token.token)
+        return Repo(self._client(TokenAuthStrategy(token.token), installation_id, forget_revoked), full_name,
+                    token.token)
 
     async def permission(self, installation_id: int, full_name: str, login: str) -> str:
         """The login's role on the repository (admin, maintain, write, triage, read or none)."""
         async with await self.repo(installation_id, full_name) as repo:
             return await repo.permission(login)
+
+    async def installation_of(self, full_name: str) -> int | None:
+        """The id of the App's installation on a repository (`GET /repos/{owner}/{repo}/installation`, as the
+        App), or None when GitHub answers 404: there is no such repository, or the App is not installed on it
+        (GitHub does not say which)."""
+        async with self.as_app() as gh:
+            try:
+                answer = (await gh.arequest("GET", f"/repos/{full_name}/installation")).json()
+            except RequestFailed as exc:
+                if exc.response.status_code == 404:
+                    return None
+                raise
+        found = answer.get("id") if isinstance(answer, dict) else None
+        return found if isinstance(found, int) and not isinstance(found, bool) else None
 
 
 class Repo:
@@ -273,13 +309,42 @@ class Repo:
     async def review_threads(self, number: int) -> list[dict[str, Any]]:
         """The pull request's review threads (GraphQL): id, isResolved, and their comments' database ids."""
         owner, name = self.full_name.split("/", 1)
-        data = await self.gh.async_graphql(_THREADS_QUERY, {"owner": owner, "name": name, "number": number})
+        data = await self._graphql(_THREADS_QUERY, {"owner": owner, "name": name, "number": number})
         threads = data["repository"]["pullRequest"]["reviewThreads"]["nodes"]
         return [{"id": t["id"], "resolved": t["isResolved"],
                  "comment_ids": [c["databaseId"] for c in t["comments"]["nodes"]]} for t in threads]
 
     async def resolve_thread(self, thread_id: str) -> None:
-        await self.gh.async_graphql(_RESOLVE_MUTATION, {"id": thread_id})
+        await self._graphql(_RESOLVE_MUTATION, {"id": thread_id})
+
+    async def _graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """A GraphQL call. GraphQL reports its rate limit as a 200 with a RATE_LIMITED error, which githubkit
+        raises after its retries are done; the pacer has learnt the limit, so asking again waits it out (and the
+        pacer ends that with `RateLimitWaitTooLong` when it grows too long)."""
+        for _ in range(_GRAPHQL_RATE_LIMIT_TRIES - 1):
+            try:
+                return await self.gh.async_graphql(query, variables)
+            except RateLimitWaitTooLong:
+                raise
+            except RateLimitExceeded:
+                continue
+        return await self.gh.async_graphql(query, variables)
+
+    async def create_issue(self, title: str, body: str, labels: list[str] | None = None) -> dict[str, Any]:
+        """Open an issue as the App (labels included: GitHub keeps them only from a writer, which the App is)."""
+        return await self._call("POST", "/issues", json={"title": title, "body": body, "labels": labels or []})
+
+    async def merge(self, number: int, method: str = "merge", *, sha: str | None = None) -> dict[str, Any]:
+        """Merge a pull request through GitHub's merge API (`PUT /pulls/{number}/merge`), so that branch
+        protection decides; GitHub's answer (`sha`, `merged`, `message`). `sha`: merge only if the head is still
+        that commit. A refusal is `MergeRefused` with GitHub's reason."""
+        body = {"merge_method": method} | ({"sha": sha} if sha else {})
+        try:
+            return await self._call("PUT", f"/pulls/{number}/merge", json=body)
+        except RequestFailed as exc:
+            if exc.response.status_code in _MERGE_REFUSALS:
+                raise MergeRefused(exc.response.status_code, _message(exc.response.raw_response)) from None
+            raise
 
     async def request_review(self, number: int, login: str) -> bool:
         try:
@@ -355,6 +420,22 @@ def _tail(data: bytes, limit: int, dropped: int = 0) -> str:
         dropped, data = dropped + len(data) - limit, data[-limit:]
     text = data.decode("utf-8", errors="replace")
     return f"[... {dropped} bytes of log cut ...]\n{text}" if dropped else text
+
+
+_GRAPHQL_RATE_LIMIT_TRIES = 20
+
+
+_MERGE_REFUSALS = frozenset({405, 409, 422})
+
+
+def _message(response: httpx.Response) -> str:
+    """GitHub's `message` in an error answer (its reason, in its words), else the HTTP status."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    message = data.get("message") if isinstance(data, dict) else None
+    return message if isinstance(message, str) and message else f"HTTP {response.status_code}"
 
 
 def can_write(role: str) -> bool:

@@ -11,6 +11,10 @@ form posted to `/settings/apps/new` (or an organization's) redirects at once to 
 with a code (`manifest_codes`, which tests may also fill directly), and `POST /app-manifests/{code}/conversions`
 turns it into this fake's App, new secrets included (`registered_apps`), aiming `deliver` at its webhook URL.
 
+Rate limits: every API answer carries GitHub's `x-ratelimit-*` headers, and a test may make the fake enforce
+limits as GitHub does (`enforce_rate_limit` with a short `rate_window`, `secondary_share`, `content_interval`; see
+`ratelimit`); `metered`, `content_requests(installation)` and `rate_limited()` show what they met.
+
 Serve it with `tests.support.live_server(fake.app)` (or `fake.serve()`, which also sets `base_url`).
 
 The modules: `fake` (`FakeGitHub`, made of the layers `state`, `git`, `records`, `shapes`, `checks` and
@@ -24,6 +28,7 @@ from tests.fakes.github.auth import basic_auth_header
 from tests.fakes.github.errors import PRIMARY_RATE_LIMIT
 from tests.fakes.github.fake import FakeGitHub
 from tests.fakes.github.git import OCTOCAT
-from tests.fakes.github.state import Delivery, Push, Recorded
+from tests.fakes.github.state import Delivery, Metered, Push, Recorded
 
-__all__ = ["OCTOCAT", "PRIMARY_RATE_LIMIT", "Delivery", "FakeGitHub", "Push", "Recorded", "basic_auth_header"]
+__all__ = ["OCTOCAT", "PRIMARY_RATE_LIMIT", "Delivery", "FakeGitHub", "Metered", "Push", "Recorded",
+           "basic_auth_header"]

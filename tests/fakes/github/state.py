@@ -9,9 +9,9 @@ review threads, check suites and runs, and Actions' workflow runs and jobs. Ever
 from __future__ import annotations
 
 import base64
+import random
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,18 @@ class Recorded:
     route: str
     auth: str
     json: Any = None  # the request's JSON body, when it had one
+
+
+@dataclass
+class Metered:
+    """One API request as the fake's rate limits saw it (see `ratelimit.py`)."""
+
+    at: float  # time.monotonic() when it arrived
+    installation: int | None  # None: the App's JWT (or no credential)
+    method: str
+    path: str
+    content: bool  # content-creating: POST, PATCH, PUT or DELETE, or a GraphQL mutation
+    limited: str | None = None  # "secondary" or "primary" when the fake answered with a rate limit
 
 
 @dataclass
@@ -94,7 +106,15 @@ class State:
     installation_id: int = 42  # the installation new repositories belong to
     app_owner: str = "acme"  # the organization that owns the App
     base_url: str = ""  # how tests reach the fake; set by serve() or by the first request
-    rate_limit: int = 5000
+    rate_limit: int = 5000  # requests per credential and window
+    rate_window: float = 3600.0  # seconds; a window starts with the first request after the last one ended
+    enforce_rate_limit: bool = False  # a credential past `rate_limit` gets 403 (remaining 0) until the reset
+    secondary_share: float = 0.0  # this share of API requests (drawn from `seed`) answers a secondary limit
+    content_interval: float = 0.0  # content-creating requests closer to the installation's last one: secondary
+    secondary_retry_after: int | None = 1  # the `retry-after` of those answers (None: no header)
+    secondary_status: int = 403  # or 429
+    seed: int = 0
+    metered: list[Metered] = field(default_factory=list)  # every API request, as the rate limits saw it
     token_expiry: dict[str, datetime] = field(default_factory=dict)
     pushes: list[Push] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
@@ -119,7 +139,9 @@ class State:
         self._workflow_runs: dict[int, dict[str, Any]] = {}  # GitHub Actions: runs, their jobs and job logs
         self._jobs: dict[int, dict[str, Any]] = {}
         self._rate_used: dict[str, int] = {}
-        self._rate_reset = int(time.time()) + 3600
+        self._rate_reset = 0  # the first request opens a window of `rate_window` seconds
+        self._random = random.Random(self.seed)
+        self._last_content: dict[int | None, float] = {}  # installation -> its last accepted content-creating
         self._hook: tuple[str, str] | None = None
         self._hook_id = 400000 + self.app_id
         self._register(self.bot_login, "Bot")
@@ -128,6 +150,18 @@ class State:
     def calls(self, route: str) -> list[Recorded]:
         """The recorded requests that hit one route (by its failure-injection name)."""
         return [r for r in self.requests if r.route == route]
+
+    def content_requests(self, installation: int | None, *, accepted: bool | None = None) -> list[Metered]:
+        """The content-creating requests one installation (None: the App) made, in order of arrival; only those
+        the fake let through (`accepted=True`) or only those it answered with a rate limit (False)."""
+        with self._lock:
+            return [m for m in self.metered if m.content and m.installation == installation
+                    and (accepted is None or (m.limited is None) == accepted)]
+
+    def rate_limited(self, kind: str | None = None) -> list[Metered]:
+        """The requests the fake answered with a rate limit (`kind`: "secondary" or "primary")."""
+        with self._lock:
+            return [m for m in self.metered if m.limited and (kind is None or m.limited == kind)]
 
     @property
     def bot_login(self) -> str:
