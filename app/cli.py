@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 
+from app import audit_cli
 from app.process import HonkState
 from app.queue.db import DatabaseUnavailable
 from app.settings import Settings, SettingsError, load_settings
@@ -47,11 +48,23 @@ def main(argv: list[str] | None = None) -> int:
                              help="web processes sharing the port, one per core (default 1)")
             # The processes `--workers` starts: they share the port, and leave the relay and the log to the first.
             cmd.add_argument("--follower", action="store_true", help=argparse.SUPPRESS)
-    commands.add_parser("worker", help="worker only; any number may share one database")
+    worker = commands.add_parser("worker", help="worker only; any number may share one database")
+    worker.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="serve this worker's Prometheus metrics on PORT (default: none)")
+    worker.add_argument("--metrics-host", default="127.0.0.1",
+                        help="address the metrics port listens on (default 127.0.0.1)")
     run = commands.add_parser("run", help="run the agent on a local checkout, without GitHub")
     run.add_argument("--repo", type=Path, required=True, help="path to a git checkout")
     run.add_argument("task", help="what to do, in words")
     commands.add_parser("doctor", help="check settings, GitHub, Anthropic, database, sandbox, git and disk")
+    spend = commands.add_parser("spend", help="what model calls cost, by month, organization, repository, "
+                                              "requester or model")
+    spend.add_argument("--month", type=_month, default=None, metavar="YYYY-MM",
+                       help="the month (default: this one, UTC)")
+    spend.add_argument("--by", choices=["month", "installation", "org", "repo", "requester", "model"], default=None,
+                       help="one table by this (default: by org, repo, requester and model)")
+    spend.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    audit_cli.add_parser(commands)  # honk audit verify | export | purge
     args = parser.parse_args(argv)
 
     _configure_logging()
@@ -78,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             follower = getattr(args, "follower", False)
             return asyncio.run(_serve(settings, args.host, port, with_worker=args.command == "serve",
                                       reuse_port=follower, follower=follower))
+        if args.command == "spend":
+            return _spend(settings, args.month, args.by, as_json=args.json)
+        if args.command == "audit":
+            return audit_cli.main(args, settings)
         if args.command == "worker":
-            return asyncio.run(_worker(settings))
+            return asyncio.run(_worker(settings, args.metrics_host, args.metrics_port))
         return _run(settings, args.repo, args.task)
     except DatabaseUnavailable as exc:
         print(f"honk: {exc}", file=sys.stderr)
@@ -152,12 +169,25 @@ async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool,
     return 0 if server.started else 1
 
 
-async def _worker(settings: Settings) -> int:
+async def _worker(settings: Settings, metrics_host: str = "127.0.0.1", metrics_port: int | None = None) -> int:
+    from app.queue.worker import serve_metrics
+
     state = _prepare(settings, host="")
     worker = _make_worker(state)
+    metrics = None
+    if metrics_port is not None:  # README, "Metrics": each worker of a fleet serves its own figures
+        try:
+            metrics = serve_metrics(worker, metrics_host, metrics_port)
+        except OSError as exc:
+            print(f"honk: cannot serve metrics on {_url_host(metrics_host)}:{metrics_port}: {exc}", file=sys.stderr)
+            state.db.dispose()
+            return 1
+        log.info("worker metrics on http://%s:%d/metrics", _url_host(metrics_host), metrics.port)
     stop = asyncio.Event()
     with _signals(stop):
         await worker.run(stop)
+    if metrics is not None:
+        metrics.close()
     state.db.dispose()
     return 0
 
@@ -225,6 +255,35 @@ def _reason(exc: BaseException) -> str:
         elif type(cause) is not type(exc):
             reason += f" ({type(cause).__name__})"  # e.g. githubkit's RequestError repeats httpx's ConnectError
     return reason
+
+
+def _spend(settings: Settings, month: str | None, by: str | None, *, as_json: bool) -> int:
+    """`honk spend`: the spending ledger as tables (or JSON), with each cap of the policy beside what it caps."""
+    import json
+
+    from app.policy import PolicyError, current_policy
+    from app.queue.spending import SpendLedger, overview
+
+    state = HonkState.create(settings)
+    state.db.migrate()
+    try:
+        policy = current_policy(settings.honk_policy_file)
+    except PolicyError as exc:
+        print(f"honk spend: {exc}; caps are not shown (jobs will not run until it is fixed)", file=sys.stderr)
+        policy = None
+    text, body = overview(SpendLedger(state.db), month, by, policy)  # type: ignore[arg-type]
+    state.db.dispose()
+    print(json.dumps(body, indent=2) if as_json else text)
+    return 0
+
+
+def _month(text: str) -> str:
+    from app.policy import parse_month
+
+    try:
+        return parse_month(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _run(settings: Settings, repo: Path, task: str) -> int:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import httpx
     from alembic.script import ScriptDirectory
 
+    from app.agent.providers import Provider
+
 Status = Literal["ok", "warn", "fail"]
 MIN_FREE_BYTES = 1024**3  # workspaces are full clones; below this a big repository's job may fail mid-way
 NETWORK_TIMEOUT = 20.0
@@ -87,7 +89,7 @@ async def _run(report: Callable[[Check], None]) -> list[Check]:
 
     checks: list[Callable[[Settings], Awaitable[list[Check]]]] = [
         check_github_app, check_webhook_secret, check_database, check_sandbox, check_git, check_disk,
-        check_anthropic]
+        check_providers, check_policy]
     for check in checks:
         try:
             results = await check(settings)
@@ -279,43 +281,109 @@ async def check_disk(settings: Settings) -> list[Check]:
     return [ok(name, detail)]
 
 
-async def check_anthropic(settings: Settings) -> list[Check]:
+async def check_policy(settings: Settings) -> list[Check]:
+    """The spending policy (HONK_POLICY_FILE) parses; no line at all when none is configured."""
+    from app.policy import PolicyError, read_policy
+
+    if settings.honk_policy_file is None:
+        return []
+    try:
+        policy = read_policy(settings.honk_policy_file)
+    except PolicyError as exc:
+        return [fail("spending policy", str(exc), "fix the file (or unset HONK_POLICY_FILE): until then every job "
+                                                  "fails before its first model call")]
+    models = {"HONK_MODEL": settings.honk_model, **({"HONK_JUDGE_MODEL": settings.judge_model} if settings.honk_judge
+                                                    else {})}
+    refused = [f"{name} {model}" for name, model in models.items() if not policy.model_allowed(model)]
+    if refused:
+        return [fail("spending policy", f"{settings.honk_policy_file}: allowed_models does not include "
+                                        f"{', '.join(refused)}", "add it to allowed_models or choose an allowed "
+                                                                 "model: until then every job is refused")]
+    return [ok("spending policy", f"{settings.honk_policy_file}: {policy.describe()}")]
+
+
+# The model providers: HONK_PROVIDER's, the fallback's and the judge's, one line each.
+PROVIDER_LINES = {"anthropic": "Anthropic API", "bedrock": "Amazon Bedrock", "vertex": "Google Vertex AI"}
+MODEL_VARIABLES = {"coding": "HONK_MODEL", "fallback": "HONK_FALLBACK_MODEL", "judge": "HONK_JUDGE_MODEL"}
+PROVIDER_FIXES = {  # what to check when the provider refuses the credentials, or cannot be reached
+    "anthropic": ("check ANTHROPIC_API_KEY (create a new key at console.anthropic.com)",
+                  "check ANTHROPIC_BASE_URL (unset means the official API) and this machine's network"),
+    "bedrock": ("check the AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the machine's "
+                "role, or AWS_BEARER_TOKEN_BEDROCK), that they may call bedrock:InvokeModel and "
+                "bedrock:InvokeModelWithResponseStream, and that the model is enabled for the account in AWS_REGION",
+                "check AWS_REGION, ANTHROPIC_BEDROCK_BASE_URL (unset means bedrock-runtime.<region>.amazonaws.com) "
+                "and this machine's network"),
+    "vertex": ("check the Google credentials (GOOGLE_APPLICATION_CREDENTIALS, or gcloud auth application-default "
+               "login), that they hold the Vertex AI User role in ANTHROPIC_VERTEX_PROJECT_ID, and that the model is "
+               "enabled in Model Garden for CLOUD_ML_REGION",
+               "check CLOUD_ML_REGION, ANTHROPIC_VERTEX_BASE_URL (unset means Google's endpoint for the region) and "
+               "this machine's network"),
+}
+
+
+async def check_providers(settings: Settings) -> list[Check]:
+    """Each provider Honk would use (for coding, as the fallback, for the judge): its settings, then one request
+    for one output token per model it serves, which proves the credentials, the model id and the endpoint for a
+    fraction of a cent."""
+    from app.agent import providers
+
+    uses: dict[Provider, list[tuple[str, str]]] = {}  # provider -> (role, model), in the order of the roles
+    uses.setdefault(settings.honk_provider, []).append(("coding", settings.honk_model))
+    if fallback := providers.fallback_target(settings, settings.honk_provider, settings.honk_model):
+        uses.setdefault(fallback[0], []).append(("fallback", fallback[1]))
+    if settings.honk_judge:
+        uses.setdefault(providers.judge_provider(settings), []).append(("judge", settings.judge_model))
+    return [await _check_provider(settings, provider, roles) for provider, roles in uses.items()]
+
+
+async def _check_provider(settings: Settings, provider: Provider, roles: list[tuple[str, str]]) -> Check:
     import anthropic
 
-    name = "Anthropic API"
+    from app.agent import providers
+
+    name, (credentials_fix, reach_fix) = PROVIDER_LINES[provider], PROVIDER_FIXES[provider]
+    what = ", ".join(dict.fromkeys(role for role, _ in roles))
     key = settings.anthropic_api_key
-    if key is None or not key.get_secret_value():
-        return [fail(name, "ANTHROPIC_API_KEY is not set", "set ANTHROPIC_API_KEY to a key from "
-                                                          "console.anthropic.com")]
-    where = settings.anthropic_base_url or "https://api.anthropic.com"
-    client = anthropic.AsyncAnthropic(api_key=key.get_secret_value(), base_url=settings.anthropic_base_url,
-                                      max_retries=0, timeout=NETWORK_TIMEOUT)
-    model = settings.honk_model
+    if provider == "anthropic" and (key is None or not key.get_secret_value()):
+        return fail(name, f"ANTHROPIC_API_KEY is not set ({what})", "set ANTHROPIC_API_KEY to a key from "
+                                                                      "console.anthropic.com")
     try:
-        # One token: proves the key, the model name and the endpoint for a fraction of a cent.
-        await client.messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "ping"}])
+        client = providers.client_for(provider, settings, timeout=NETWORK_TIMEOUT)
+    except providers.ProviderError as exc:
+        return fail(name, f"{exc} ({what})", "set it in the environment or in .env")
+    where = str(client.base_url).rstrip("/")
+    models: dict[str, str] = {}  # the provider's id -> the variable that names it
+    for role, model in roles:
+        models.setdefault(providers.model_for(provider, model), MODEL_VARIABLES[role])
+    try:
+        for model, variable in models.items():
+            try:
+                await client.messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "ping"}],
+                                             **providers.request_extras(client))
+            except anthropic.PermissionDeniedError as exc:
+                return fail(name, f"{where} refused {model} (403: {_api_message(exc)})",
+                            credentials_fix if provider != "anthropic" else
+                            f"check the key's workspace and permissions, or set {variable} to a model it may use")
+            except anthropic.NotFoundError as exc:
+                return fail(name, f"model {model} not found at {where} (404: {_api_message(exc)})",
+                            f"set {variable} to a model this endpoint serves (the README lists each provider's ids)")
     except anthropic.AuthenticationError as exc:
-        return [fail(name, f"{where} refused the key (401: {_api_message(exc)})",
-                     "check ANTHROPIC_API_KEY (create a new key at console.anthropic.com)")]
-    except anthropic.PermissionDeniedError as exc:
-        return [fail(name, f"the key may not use {model} (403: {_api_message(exc)})",
-                     "check the key's workspace and permissions, or set HONK_MODEL to a model it may use")]
-    except anthropic.NotFoundError as exc:
-        return [fail(name, f"model {model} not found at {where} (404: {_api_message(exc)})",
-                     "set HONK_MODEL to a model this endpoint serves")]
+        return fail(name, f"{where} refused the credentials (401: {_api_message(exc)})", credentials_fix)
     except anthropic.APIStatusError as exc:
         if exc.status_code == 429 or exc.status_code >= 500:
-            return [warn(name, f"the key works but the API is busy ({exc.status_code}: {_api_message(exc)})",
-                         "nothing to change; Honk retries these; run honk doctor later to confirm")]
-        return [fail(name, f"{where} answered {exc.status_code}: {_api_message(exc)}",
-                     "check ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL and HONK_MODEL")]
+            return warn(name, f"the credentials work but {where} is busy ({exc.status_code}: {_api_message(exc)})",
+                        "nothing to change; Honk retries these; run honk doctor later to confirm")
+        return fail(name, f"{where} answered {exc.status_code}: {_api_message(exc)}", credentials_fix)
     except anthropic.APIConnectionError as exc:
         cause = f" ({exc.__cause__})" if exc.__cause__ else ""  # the SDK's own message is only "Connection error."
-        return [fail(name, f"cannot reach {where}: {str(exc).rstrip('.')}{cause}",
-                     "check ANTHROPIC_BASE_URL (unset means the official API) and this machine's network")]
+        return fail(name, f"cannot reach {where}: {str(exc).rstrip('.')}{cause}", reach_fix)
+    except Exception as exc:  # Bedrock's and Vertex's credentials, found outside the SDK
+        if (trouble := providers.trouble(exc)) is None:
+            raise
+        return fail(name, trouble[0], credentials_fix)
     finally:
         await client.close()
-    return [ok(name, f"{model} answered at {where}")]
+    return ok(name, f"{', '.join(models)} answered at {where} ({what})")
 
 
 # Helpers

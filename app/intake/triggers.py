@@ -49,6 +49,7 @@ class TriggerRules:
     mentions: tuple[str, ...] = ("@honk",)
     branch_prefix: str = "honk/"
     app_id: int | None = None  # deliveries caused by this App itself are never obeyed
+    notify: bool = False  # Slack is on: news about pull requests goes to their threads (`notify_of`)
 
     def __post_init__(self) -> None:
         handles = "|".join(re.escape(m) for m in self.mentions)
@@ -60,11 +61,12 @@ class TriggerRules:
         """The rules under these settings; a mention of the App's own `@<slug>` counts too. Cached, since the
         webhook route asks on every delivery and the rules compile a pattern."""
         mentions = (settings.honk_trigger, *([f"@{app_slug}"] if app_slug else []))
-        return _rules(settings.honk_label, mentions, settings.honk_branch_prefix, settings.github_app_id)
+        return _rules(settings.honk_label, mentions, settings.honk_branch_prefix, settings.github_app_id,
+                      settings.slack_enabled)
 
     def with_mentions(self, extra: Iterable[str]) -> TriggerRules:
         return TriggerRules(self.label, tuple(dict.fromkeys([*self.mentions, *extra])), self.branch_prefix,
-                            self.app_id)
+                            self.app_id, self.notify)
 
     def mentions_in(self, text: object) -> bool:
         """True when the text mentions Honk outside quoted replies and code."""
@@ -363,6 +365,151 @@ _ROUTES = {
 }
 
 
+# ------------------------------------------------------------------------------------------------ Slack threads
+
+
+# Check suites that say nothing about the code: no reply for them (a suite with no runs is skipped too).
+_CHECKS_SILENT = {"neutral", "skipped", "stale"}
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_PULL_REF = re.compile(r"refs/pull/([1-9][0-9]{0,9})/(?:head|merge)")
+MAX_URL = 2000  # an environment URL longer than this is no button (app/slack/blocks.py: URL_LIMIT)
+MAX_REVIEW_BODY = 2000  # of a review's body kept for its summary (the reply shows at most 300 characters)
+
+
+def notify_of(event: str, payload: Any, rules: TriggerRules, delivery_id: str = "") -> JobRequest | None:
+    """News about a pull request for its Slack thread (CONTRACT.md section 8), or None: a NOTIFY request when Slack
+    is on (`rules.notify`) and the delivery is one of
+
+    - `check_suite.completed` on the head of a Honk pull request (not Honk's own suite; not a neutral, skipped or
+      stale one, nor one without runs): the job replies once the head's checks are all done;
+    - `deployment_status.created`, `success` with an `environment_url`: the preview. A deployment names a commit,
+      not a pull request: the number is 0 unless its ref is `refs/pull/N/...`, and the job finds the pull request;
+    - `pull_request.closed`, merged or not, of a Honk pull request;
+    - `pull_request_review.submitted` requesting changes on a Honk pull request.
+
+    A second, independent answer to a delivery: `decide` still says whether Honk works on it. Bots may send all of
+    these (GitHub Actions' suites and deployments are a bot's), nobody is authorised (the job only writes into a
+    thread that already follows this pull request, and acts on nothing), and most requests end quietly in the job
+    with no thread to write to. Never raises; a malformed field means None."""
+    if not rules.notify or not isinstance(payload, dict):
+        return None
+    route = _NOTIFY_ROUTES.get((event, as_str(payload.get("action"))))
+    if route is None:
+        return None
+    try:
+        found = route(payload, rules)
+        if found is None:
+            return None
+        number, facts = found
+        repository = as_dict(payload.get("repository"))
+        repo = _name(repository, "full_name", "repository", MAX_REPO)
+        installation = _id(as_dict(payload.get("installation")), "id", "installation")
+        sender = as_dict(payload.get("sender"))
+        requester = _name(sender, "login", "sender", MAX_LOGIN)
+        trigger = {"delivery_id": as_text(delivery_id), "event": as_text(event),
+                   "action": as_text(payload.get("action")), "type": "notify",
+                   "sender": _pick(sender, "sender", "login", "id", "type"),
+                   "repository": _pick(repository, "repository", "id", "full_name", "html_url"), **facts}
+    except _Malformed:
+        return None
+    if not repo or not _REPO.fullmatch(repo) or {".", ".."} & set(repo.split("/")):
+        return None
+    if installation is None or not requester:
+        return None
+    return JobRequest(kind=JobKind.NOTIFY, repo=repo, number=number, requester=requester,
+                      installation_id=installation, trigger=trigger)
+
+
+_Notice = tuple[int, dict[str, Any]] | None
+
+
+def _notify_checks(payload: dict[str, Any], rules: TriggerRules) -> _Notice:
+    suite = as_dict(payload.get("check_suite"))
+    app = as_dict(suite.get("app"))
+    if rules.app_id is not None and _id(app, "id", "check_suite.app") == rules.app_id:
+        return None  # Honk's own suite: its verdict is in the status message already
+    conclusion = as_str(suite.get("conclusion"))
+    if not conclusion or conclusion in _CHECKS_SILENT or suite.get("latest_check_runs_count") == 0:
+        return None
+    head_sha = as_str(suite.get("head_sha"))
+    if not _SHA.fullmatch(head_sha):
+        return None
+    found = _honk_pull(payload, suite, rules, "check_suite", head_sha)
+    if found is None:
+        return None
+    number, pull = found
+    return number, {"news": "checks", "head_sha": head_sha, "conclusion": as_text(conclusion, 40),
+                    "check_suite": _pick(suite, "check_suite", "id"),
+                    "app": _pick(app, "check_suite.app", "id", "slug", "name"), "pull_request": pull}
+
+
+def _notify_preview(payload: dict[str, Any], rules: TriggerRules) -> _Notice:
+    status = as_dict(payload.get("deployment_status"))
+    if as_str(status.get("state")) != "success":
+        return None
+    url = as_str(status.get("environment_url"))
+    if not url.startswith(("https://", "http://")) or len(url) > MAX_URL or not url.isprintable() or " " in url:
+        return None
+    deployment = as_dict(payload.get("deployment"))
+    sha = as_str(deployment.get("sha"))
+    if not _SHA.fullmatch(sha):
+        return None
+    ref = as_str(deployment.get("ref"))
+    named = _PULL_REF.fullmatch(ref)
+    number = int(named.group(1)) if named and int(named.group(1)) <= MAX_NUMBER else 0
+    return number, {"news": "preview", "head_sha": sha,
+                    "deployment": _pick(deployment, "deployment", "id", "sha", "ref", "environment"),
+                    "deployment_status": _pick(status, "deployment_status", "id", "state", "environment",
+                                               "environment_url")}
+
+
+def _notify_closed(payload: dict[str, Any], rules: TriggerRules) -> _Notice:
+    found = _notify_pull(payload, rules)
+    if found is None:
+        return None
+    number, pull, summary = found
+    merged = pull.get("merged") is True or bool(as_str(pull.get("merged_at")))
+    merged_by = _pick(as_dict(pull.get("merged_by")), "pull_request.merged_by", "login", "id", "type")
+    return number, {"news": "merged" if merged else "closed",
+                    "pull_request": summary | _pick(pull, "pull_request", "merged_at", "closed_at")
+                    | {"merged": merged, "merged_by": merged_by}}
+
+
+def _notify_review(payload: dict[str, Any], rules: TriggerRules) -> _Notice:
+    review = as_dict(payload.get("review"))
+    if as_str(review.get("state")).casefold() != "changes_requested":
+        return None
+    found = _notify_pull(payload, rules)
+    if found is None:
+        return None
+    number, _, summary = found
+    kept = _pick(review, "review", "id", "html_url", "state", "commit_id") | {
+        "body": as_text(review.get("body"), MAX_REVIEW_BODY),
+        "user": _pick(as_dict(review.get("user")), "review.user", "login", "id", "type")}
+    return number, {"news": "changes_requested", "review": kept, "pull_request": summary}
+
+
+def _notify_pull(payload: dict[str, Any], rules: TriggerRules
+                 ) -> tuple[int, dict[str, Any], dict[str, Any]] | None:
+    """The Honk pull request a `pull_request` or `pull_request_review` delivery is about: its number, the raw
+    object and what the job keeps of it."""
+    pull = as_dict(payload.get("pull_request"))
+    number = _id(pull, "number", "pull_request", MAX_NUMBER)
+    head = as_dict(pull.get("head"))
+    if number is None or not as_str(head.get("ref")).startswith(rules.branch_prefix):
+        return None
+    return number, pull, _pick(pull, "pull_request", "number", "title", "html_url", "state") | {
+        "head": _pick(head, "pull_request.head", "ref", "sha")}
+
+
+_NOTIFY_ROUTES = {
+    ("check_suite", "completed"): _notify_checks,
+    ("deployment_status", "created"): _notify_preview,
+    ("pull_request", "closed"): _notify_closed,
+    ("pull_request_review", "submitted"): _notify_review,
+}
+
+
 def _subject_key(event: str) -> str:
     return {"issues": "issue", "pull_request_review": "review"}.get(event, "comment")
 
@@ -450,5 +597,6 @@ def _word(action: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _rules(label: str, mentions: tuple[str, ...], branch_prefix: str, app_id: int | None) -> TriggerRules:
-    return TriggerRules(label, mentions, branch_prefix, app_id)
+def _rules(label: str, mentions: tuple[str, ...], branch_prefix: str, app_id: int | None,
+           notify: bool = False) -> TriggerRules:
+    return TriggerRules(label, mentions, branch_prefix, app_id, notify)

@@ -4,10 +4,15 @@ The route is thin on purpose: the signature is checked on the raw body before an
 rules (a pure function) decide, and the delivery is stored with its job before the answer, in one transaction
 with the other deliveries arriving at the same time (group commit, app/intake/writer.py). Nothing here talks to
 GitHub, so the answer stays fast whatever the queue holds.
+
+With Slack on, a delivery that is news for a pull request's Slack thread (`notify_of`: checks done, a preview,
+changes requested, merged or closed) also queues a NOTIFY job, stored as a delivery of its own
+(`<delivery id>#notify`) beside the main one; the answer is the main decision's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,12 +24,15 @@ from typing import Protocol, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, SQLAlchemyError
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from app.intake.triggers import Ignore, TriggerRules, decide
+from app import tracing
+from app.intake.triggers import Ignore, TriggerRules, decide, notify_of
 from app.intake.writer import DeliveryWriter
 from app.process import HonkState
-from app.queue.store import Incoming
+from app.queue.requests import JobRequest
+from app.queue.store import Accepted, Incoming
 from app.untyped import as_text
 
 log = logging.getLogger("honk.webhooks")
@@ -47,13 +55,29 @@ class _Answer:
     response: JSONResponse
     outcome: str  # queued | ignored | duplicate | rejected | error, for the metrics
     event: str | None = None  # None until the signature is verified: before that it is anyone's text
+    job: int | None = None  # the job it queued, with its delivery and action, for the intake's span
+    delivery: str = ""
+    action: str | None = None
 
 
 @router.post("/api/github/webhooks")
 async def receive(request: Request) -> JSONResponse:
     started = time.perf_counter()
     answer = await _handle(request, request.app.state.honk, started)
-    return answered(request, started, answer.response, answer.outcome, answer.event)
+    response = answered(request, started, answer.response, answer.outcome, answer.event)
+    if answer.job is not None and tracing.ENABLED:
+        _trace(response, answer, started)
+    return response
+
+
+def _trace(response: JSONResponse, answer: _Answer, started: float) -> None:
+    """The intake's span, in the job's trace (app/tracing.py). It is made once the answer has gone out (a
+    background task, in a thread), so that tracing adds nothing to the acknowledgement."""
+    end = time.time_ns()
+    start = end - int((time.perf_counter() - started) * 1e9)
+    response.background = BackgroundTask(tracing.intake, job_id=answer.job, delivery_id=answer.delivery,
+                                         event=answer.event or "", action=answer.action,
+                                         status=response.status_code, start=start, end=end)
 
 
 async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
@@ -83,11 +107,13 @@ async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
         return _reject(400, "the body is not a JSON object", event)
 
     action = as_text(payload.get("action"), 100) or None  # a column of 100: anything else is cut, never refused
-    decision = decide(event, payload, TriggerRules.for_settings(honk.settings, honk.app_slug), delivery)
+    rules = TriggerRules.for_settings(honk.settings, honk.app_slug)
+    decision = decide(event, payload, rules, delivery)
     request_ = None if isinstance(decision, Ignore) else decision
     reason = decision.reason if isinstance(decision, Ignore) else None
+    notice = notify_of(event, payload, rules, notice_id(delivery))
     try:
-        accepted = await _writer(request, honk).accept(Incoming(delivery, event, action, request_, reason))
+        accepted = await _accept(request, honk, Incoming(delivery, event, action, request_, reason), notice)
     except (DataError, OverflowError, ValueError) as exc:
         log.warning("delivery=%s cannot be stored: %s", delivery, exc)
         return _reject(400, "the delivery holds a value Honk cannot store", event)
@@ -104,11 +130,39 @@ async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
         honk.job_queued()
         log.info("delivery=%s event=%s.%s outcome=queued job=%d ms=%s", delivery, event, action,
                  accepted.job_id, elapsed)
-        return _Answer(JSONResponse({"status": "queued", "job": accepted.job_id}, status_code=202), "queued", event)
+        return _Answer(JSONResponse({"status": "queued", "job": accepted.job_id}, status_code=202), "queued", event,
+                       accepted.job_id, delivery, action)
     # Most of an organisation's deliveries are ignored (pushes, CI events): a line each would drown the log.
     log.debug("delivery=%s event=%s.%s outcome=ignored reason=%r ms=%s", delivery, event, action, reason,
               elapsed)
     return _Answer(JSONResponse({"status": "ignored", "reason": reason}, status_code=200), "ignored", event)
+
+
+def notice_id(delivery: str) -> str:
+    """The delivery id of a delivery's Slack news (`notify_of`): its own row, so that a redelivery is a duplicate
+    of both. Within the column's 100 characters (GitHub's ids are UUIDs, 36)."""
+    return f"{delivery[:93]}#notify"
+
+
+async def _accept(request: Request, honk: HonkState, main: Incoming, notice: JobRequest | None) -> Accepted:
+    """Store the delivery as decided and, when it is news for a Slack thread, that news as a second delivery,
+    handed to the writer together (one group commit in the usual case). The answer is the main decision's alone:
+    the news is a side effect, never a reason to queue, refuse or fail a delivery; each has its own id, so
+    either is stored once whatever happens to the other."""
+    writer = _writer(request, honk)
+    if notice is None:
+        return await writer.accept(main)
+    news = Incoming(notice_id(main.delivery_id), main.event, main.action, notice)
+    accepted, noticed = await asyncio.gather(writer.accept(main), writer.accept(news), return_exceptions=True)
+    if isinstance(noticed, BaseException):
+        log.warning("delivery=%s its Slack news cannot be stored: %s", main.delivery_id, noticed)
+    elif noticed.job_id is not None:
+        honk.job_queued()
+        log.info("delivery=%s event=%s.%s outcome=queued job=%d (Slack news)", main.delivery_id, main.event,
+                 main.action, noticed.job_id)
+    if isinstance(accepted, BaseException):
+        raise accepted
+    return accepted
 
 
 def _writer(request: Request, honk: HonkState) -> DeliveryWriter:

@@ -7,7 +7,8 @@ a short file of steps (app/jobs/steps.py).
 
 One exception: a red CI run on Honk's own pull request is nobody's request (GitHub Actions or Honk's own bot
 sends it). Its authority is that Honk pushed the failing head, which the job checks before anything else
-(app/jobs/fix_ci.py); a person's `@honk fix ci` is authorised like any other request.
+(app/jobs/fix_ci.py); a person's `@honk fix ci` is authorised like any other request. And news for a Slack
+thread (app/jobs/notify.py) is no request at all: it changes nothing anywhere but that thread.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from app.github.client import GitHubApp, GitHubNotConfigured, can_write
 from app.jobs.control import control
 from app.jobs.fix_ci import fix_ci
 from app.jobs.follow_up import follow_up
+from app.jobs.notify import notify
 from app.jobs.recheck import recheck
 from app.jobs.resolve_issue import resolve_issue
+from app.jobs.slack import slack_request
 from app.queue.context import Handlers, JobContext, JobFailed
 from app.queue.requests import JobKind
 
@@ -84,3 +87,8 @@ handlers.register(JobKind.FOLLOW_UP)(authorised(follow_up))
 handlers.register(JobKind.CONTROL)(authorised(control))
 handlers.register(JobKind.FIX_CI)(authorised(fix_ci, unless=_from_ci))
 handlers.register(JobKind.RECHECK)(authorised(recheck))
+# A Slack request names a Slack user, not a GitHub one: it authorises itself (link, login, write permission).
+handlers.register(JobKind.SLACK)(slack_request)
+# News for a Slack thread acts on nothing and only writes into a thread that follows that very pull request: it
+# needs nobody's authority (GitHub Actions and other bots send most of it).
+handlers.register(JobKind.NOTIFY)(notify)

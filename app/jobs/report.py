@@ -36,12 +36,14 @@ class RunFigures:
     cost_usd: float = 0.0  # the judge's included
     seconds: float = 0.0
     judge_cost_usd: float = 0.0
+    fallback: str | None = None  # the provider switch, when the run's provider kept failing (AgentResult.fallback)
 
     def line(self) -> str:
         tokens = self.input_tokens + self.output_tokens
         judge = f" (judge ${self.judge_cost_usd:.2f})" if self.judge_cost_usd else ""
+        switched = f" · 🔀 {self.fallback}" if self.fallback else ""
         return (f"{self.turns} turns · {tokens:,} tokens ({self.cache_read_tokens:,} read from cache) · "
-                f"${self.cost_usd:.2f}{judge} · {_duration(self.seconds)}")
+                f"${self.cost_usd:.2f}{judge} · {_duration(self.seconds)}{switched}")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ async def _change_and_open_pull(run: Run, workspace: Workspace, info: dict[str, 
     title = report.change_title(summary, (job.payload.get("issue") or {}).get("title", ""), job.number)
     pushed = await steps.commit_and_push(run, workspace, sandbox, attempt, title=title, summary=summary)
     pull, opened, draft = await _open_or_update_pull(run, workspace, info, attempt, title=title, sha=pushed.sha)
+    await run.status.pull_opened(pull, draft=draft, verification=pushed.verification, attempt=attempt)
     await steps.check_finished(run, pushed.check_run, pushed.verification, attempt.judgement)
 
     verb = "Opened" if opened else "Updated"

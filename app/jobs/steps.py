@@ -29,10 +29,11 @@ from app.checkout.sandbox import Sandbox, SandboxError
 from app.checkout.verify import Verification, Verifier, run_setup, run_verifiers
 from app.checkout.workspace import GitError, Mirror, Workspace, git
 from app.github.client import AppIdentity, GitHubApp, Repo, can_write
-from app.jobs import report
+from app.jobs import report, spending
 from app.jobs.guard import check_change
 from app.jobs.repo_config import DEFAULT_SOURCE, RepoConfig, RepoConfigError, parse_repo_config
 from app.jobs.report import JobLink, Outcome, RunFigures
+from app.jobs.slack_thread import PullFacts, ThreadStatus
 from app.jobs.verifiers import verifiers_for
 from app.queue.context import JobContext, JobFailed
 
@@ -55,6 +56,7 @@ class StatusComment:
         # A silent status says nothing on GitHub: for work that reports elsewhere (a check run), or that may
         # turn out to need no answer at all (most CI events).
         self.silent = silent
+        self.slack: ThreadStatus | None = None  # the Slack thread's status message, for a request from Slack
 
     async def show(self, body: str) -> None:
         if self.silent:
@@ -70,12 +72,31 @@ class StatusComment:
         else:
             await self.repo.edit_comment(self.id, body)
 
+    async def queued(self) -> None:
+        await self.show(report.queued(self.link))
+        if self.slack is not None:
+            await self.slack.queued()
+
     async def step(self, text: str) -> None:
         await self.show(report.working(self.link, text))
+        if self.slack is not None:
+            await self.slack.step(text)
 
-    async def finish(self, outcome: Outcome, figures: RunFigures | None) -> None:
+    async def pull_opened(self, pull: dict[str, Any], *, draft: bool, verification: Verification,
+                          attempt: Attempt) -> None:
+        """The run opened or updated its pull request: the Slack thread records it and shows it at the end."""
+        if self.slack is not None:
+            await self.slack.pull_opened(PullFacts(
+                pull["number"], pull.get("html_url") or "", pull.get("title") or "", draft,
+                report.verification_line(verification), report.judge_line(attempt.judgement),
+                stopped_early(attempt.result)))
+
+    async def finish(self, outcome: Outcome, figures: RunFigures | None, *, state: str = "done") -> None:
+        """The final state; `state` tells the Slack thread what kind (`done`, `retrying`, `failed`, `stopped`)."""
         outcome = Outcome(outcome.headline, [*outcome.details, *self.notes])
         await self.show(report.finished(self.link, outcome, figures))
+        if self.slack is not None:
+            await self.slack.finish(outcome, figures, state=state)
 
 
 @dataclass
@@ -90,6 +111,8 @@ class Run:
     figures: RunFigures = field(default_factory=RunFigures)
     permissions: dict[str, bool] = field(default_factory=dict)
     fetch_seconds: float = 0.0
+    spend: spending.JobSpend | None = None  # the spending policy's gate, from the agent's first round
+    keep_workspace: bool = False  # a run stopped at a spending cap keeps its work on disk
 
     async def can_write(self, login: str) -> bool:
         if login not in self.permissions:
@@ -137,6 +160,7 @@ async def opened(ctx: JobContext, app: GitHubApp, *, silent: bool = False) -> As
     link = JobLink(job.id, ctx.settings.honk_public_url)
     async with await app.repo(job.installation_id, job.repo) as repo:
         status = StatusComment(repo, job.number, link, identity.bot_login, silent=silent)
+        status.slack = await ThreadStatus.for_job(ctx)  # None unless Slack asked
         yield Run(ctx=ctx, repo=repo, identity=identity, status=status)
 
 
@@ -150,7 +174,7 @@ async def acknowledge(run: Run, triggers: list[dict[str, Any]]) -> None:
             await run.repo.react(*target)
         except GitHubException as exc:
             log.warning("cannot react to the request: %s", exc)  # a missing 👀 must not stop the work
-    await run.status.show(report.queued(run.status.link))
+    await run.status.queued()
 
 
 def reaction_target(trigger: dict[str, Any]) -> tuple[str, int] | None:
@@ -221,10 +245,11 @@ async def kept_if_stopped(run: Run, workspace: Workspace) -> AsyncIterator[None]
             with contextlib.suppress(GitHubException):
                 await run.status.finish(Outcome(
                     "🛑 Stopped as asked. Nothing was pushed.",
-                    [f"The work so far is kept on the Honk host in `{workspace.path}`."]), run.figures)
+                    [f"The work so far is kept on the Honk host in `{workspace.path}`."]), run.figures,
+                    state="stopped")
         raise
     finally:
-        if not keep:
+        if not keep and not run.keep_workspace:
             workspace.remove()
 
 
@@ -273,10 +298,11 @@ async def agent_rounds(run: Run, workspace: Workspace, sandbox: Sandbox, task: T
     settings, config = run.ctx.settings, run.config
     verifiers, no_verifiers = verifiers_for(config, workspace.path)
     agent_settings = settings.model_copy(update={"honk_model": config.model_over(settings)})
+    run.spend = await spending.open_gate(run.ctx, config)  # JobFailed: a cap is reached, a model is not allowed
     await run.status.step("working on the change")
-    async with Agent(agent_settings, workspace.path, run.ctx.audit, budget=config.budget_over(settings),
-                     secrets=[run.repo.token], sandbox=sandbox, verifiers=verifiers, no_verifiers=no_verifiers,
-                     verify_timeout=TEST_TIMEOUT) as agent:
+    async with run.spend, Agent(agent_settings, workspace.path, run.ctx.audit, budget=config.budget_over(settings),
+                                secrets=[run.repo.token], sandbox=sandbox, verifiers=verifiers,
+                                no_verifiers=no_verifiers, verify_timeout=TEST_TIMEOUT, spend=run.spend) as agent:
         gate = _Gate(run, agent, workspace, sandbox, verifiers, no_verifiers)
         attempt = await gate.verified(await agent.run(task), rounds=settings.honk_verify_rounds)
         if attempt.changed and settings.honk_judge:
@@ -290,6 +316,9 @@ async def agent_rounds(run: Run, workspace: Workspace, sandbox: Sandbox, task: T
                 attempt.judgement = await judge(run, workspace, task) if attempt.changed else judged
                 attempt.vetoes = 1 + (attempt.judgement.decision == "veto")
     run.figures = _figures(attempt.result, attempt.judgement)
+    if attempt.result.budget == "spend_cap" and attempt.result.turns:
+        run.keep_workspace = True
+        run.status.notes.append(f"💾 The work so far is kept on the Honk host in `{workspace.path}`.")
     return attempt
 
 
@@ -326,9 +355,10 @@ async def judge(run: Run, workspace: Workspace, task: Task) -> JudgeVerdict:
     instructions and the diff, never the agent's transcript."""
     await run.status.step("the judge is reading the change")
     judge_ = Judge(run.ctx.settings, run.ctx.audit, secrets=[run.repo.token])
-    return await judge_.review(request=prompts.task_message(task), diff=await workspace.diff(),
-                               instructions=prompts.repository_notes(workspace.path),
-                               repository=run.ctx.job.repo)
+    diff = await workspace.diff()
+    return await spending.judged(run.spend, judge_.model, lambda: judge_.review(
+        request=prompts.task_message(task), diff=diff, instructions=prompts.repository_notes(workspace.path),
+        repository=run.ctx.job.repo))  # past a spending cap the judge is not asked
 
 
 async def _stage(agent: Agent, workspace: Workspace) -> list[str]:
@@ -481,7 +511,7 @@ async def _report_failure(run: Run, message: str, *, final: bool) -> None:
     else:
         outcome = Outcome(f"⚠️ A step failed and I will retry shortly: {message}")
     try:
-        await run.status.finish(outcome, run.figures)
+        await run.status.finish(outcome, run.figures, state="failed" if final else "retrying")
     except GitHubException as exc:
         log.warning("cannot update the status comment: %s", exc)
 
@@ -507,4 +537,5 @@ def _figures(result: AgentResult, judgement: JudgeVerdict | None = None) -> RunF
                       output_tokens=usage.get("output_tokens", 0),
                       cache_read_tokens=usage.get("cache_read_input_tokens", 0),
                       cost_usd=result.cost_usd + (judgement.cost_usd if judgement else 0.0),
-                      seconds=result.duration_s, judge_cost_usd=judgement.cost_usd if judgement else 0.0)
+                      seconds=result.duration_s, judge_cost_usd=judgement.cost_usd if judgement else 0.0,
+                      fallback=result.fallback)

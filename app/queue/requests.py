@@ -13,21 +13,28 @@ class JobKind(enum.StrEnum):
     CONTROL = "control"  # "@honk stop" or "@honk retry" on an issue or pull request
     FIX_CI = "fix_ci"  # a red CI run on the head Honk pushed to its pull request, or "@honk fix ci"
     RECHECK = "recheck"  # "Re-run" on Honk's check run: verify the pull request's head again
+    SLACK = "slack"  # a request from Slack: a mention, a /honk command, a reply in a thread, a button
+    NOTIFY = "notify"  # GitHub news about a Slack-requested pull request, for its thread (checks, preview, merge)
 
 
 @dataclass(frozen=True)
 class JobRequest:
     kind: JobKind
-    repo: str  # "owner/name"
-    number: int  # the issue or pull request
-    requester: str  # the login whose request this is; authorised in the job, before any work
-    installation_id: int
+    repo: str  # "owner/name" ("" for a Slack request that names none)
+    number: int | None  # the issue or pull request (None for a Slack request: its job opens the issue)
+    requester: str  # the login whose request this is (a Slack user id for SLACK); authorised in the job
+    installation_id: int | None
     trigger: dict[str, Any] = field(default_factory=dict)  # the facts the handler needs, see triggers.py
     delay_seconds: float = 0.0  # follow-ups wait a moment, so that a burst of review comments is one run
 
     @property
     def subject(self) -> str:
         """Jobs on one subject run one at a time, oldest first. A control request must act while a job on
-        its issue runs, so it has a subject of its own."""
-        prefix = "control:" if self.kind is JobKind.CONTROL else ""
+        its issue runs, so it has a subject of its own; so has news for a Slack thread, which must never wait
+        behind a run (and its replies about one pull request still go out one at a time, in order)."""
+        if self.kind is JobKind.SLACK:  # one Slack thread's requests in order (app/intake/slack.py)
+            trigger = self.trigger
+            return (f"slack:{trigger.get('team_id', '')}:{trigger.get('channel_id', '')}:"
+                    f"{trigger.get('thread_ts') or trigger.get('ts') or ''}")
+        prefix = {JobKind.CONTROL: "control:", JobKind.NOTIFY: "notify:"}.get(self.kind, "")
         return f"{prefix}{self.repo}#{self.number}"

@@ -1,6 +1,7 @@
 """The web app: one FastAPI application with every route (README, "Routes"): the webhook receiver
 (app/intake/webhooks.py), the first-run setup (setup_flow.py), the job pages and their JSON (pages.py, behind
-the rule in auth.py), `/metrics` (metrics.py), `/healthz` and the home page."""
+the rule in auth.py), the spending page (spend.py), Slack's requests (app/intake/slack.py) and the pages that link
+a Slack user to a GitHub login (slack_link.py), `/metrics` (metrics.py), `/healthz` and the home page."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.intake import webhooks
+from app.intake import slack, webhooks
 from app.intake.writer import DeliveryWriter
 from app.process import HonkState
-from app.web import pages, setup_flow
+from app.web import pages, setup_flow, slack_link, spend
 from app.web.auth import has_token
 from app.web.metrics import CONTENT_TYPE, Metrics
 
@@ -25,6 +26,9 @@ def create_app(state: HonkState) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(setup_flow.router)
     app.include_router(pages.router)
+    app.include_router(spend.router)  # /spend and /api/spend, protected like the job pages
+    app.include_router(slack.router)  # POST /api/slack/events: 404 unless Slack is configured
+    app.include_router(slack_link.router)  # /slack/link, /auth/github/callback: public, state-guarded
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -326,6 +326,10 @@ def tokens(value: Any) -> str:
     return "—" if value is None else f"{int(value):,}"
 
 
+def share(value: Any) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
 def seconds(value: Any) -> str:
     if value is None:
         return "—"
@@ -358,8 +362,8 @@ def _compact(data: dict[str, Any], limit: int = 300) -> str:
 
 
 templates = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, lstrip_blocks=True)
-templates.filters.update(money=money, tokens=tokens, seconds=seconds, when=when, fold=fold, diff_lines=diff_lines,
-                         safe_url=safe_url)
+templates.filters.update(money=money, tokens=tokens, share=share, seconds=seconds, when=when, fold=fold,
+                         diff_lines=diff_lines, safe_url=safe_url)
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -394,6 +398,7 @@ def serialise_job(job: Job, events: list[JobEvent]) -> dict[str, Any]:
         # Every model call of every attempt, and their sums (result's figures cover the last attempt only).
         "per_turn": per_turn,
         "totals": turn_totals(per_turn),
+        "runs": run_totals(per_turn),  # the same sums per attempt, each with its prompt-cache share
         "result": result,
         "trigger": job.payload,
         "events": [{"at": _iso(e.at), "kind": e.kind, "data": e.data} for e in events],
@@ -420,9 +425,24 @@ def turn_figures(events: list[JobEvent]) -> list[dict[str, Any]]:
 
 
 def turn_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"turns": len(rows), **{name: sum(row[name] for row in rows) for name in TOKEN_FIELDS},
-            "cost_usd": round(sum(row["cost_usd"] for row in rows), 6),
-            "duration_s": round(sum(row["duration_s"] or 0.0 for row in rows), 3)}
+    totals = {"turns": len(rows), **{name: sum(row[name] for row in rows) for name in TOKEN_FIELDS},
+              "cost_usd": round(sum(row["cost_usd"] for row in rows), 6),
+              "duration_s": round(sum(row["duration_s"] or 0.0 for row in rows), 3)}
+    return {**totals, "cache_share": cache_share(totals)}
+
+
+def run_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`turn_totals` for each attempt (run) of the job, oldest first."""
+    attempts = sorted({row["attempt"] for row in rows})
+    return [{"attempt": a, **turn_totals([row for row in rows if row["attempt"] == a])} for a in attempts]
+
+
+def cache_share(usage: dict[str, Any]) -> float | None:
+    """The share of input tokens read from the prompt cache: cache_read / (input + cache_creation + cache_read);
+    None without input."""
+    read = usage.get("cache_read_input_tokens") or 0
+    total = (usage.get("input_tokens") or 0) + (usage.get("cache_creation_input_tokens") or 0) + read
+    return round(read / total, 4) if total else None
 
 
 def _iso(value: datetime | None) -> str | None:

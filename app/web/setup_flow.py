@@ -46,6 +46,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.process import HonkState
 from app.settings import Settings, SettingsError, load_settings
+from app.slack.linking import CALLBACK_PATH as LINK_CALLBACK_PATH
 from app.web.auth import client_is_loopback, host_names_loopback, loopback_url, origin_of
 from app.web.pages import templates
 
@@ -86,8 +87,10 @@ def build_manifest(public_url: str, template: Mapping[str, Any] | None = None, *
     manifest["hook_attributes"] = {**(manifest.get("hook_attributes") or {}),
                                    "url": relay_url or base + WEBHOOK_PATH}
     manifest["redirect_url"] = base + CALLBACK_PATH
-    if "callback_urls" in manifest:  # app.yml's placeholder would point at someone's localhost
-        manifest["callback_urls"] = [base + CALLBACK_PATH]
+    if "callback_urls" in manifest:  # app.yml's placeholders would point at someone's localhost
+        # The setup's return, and the OAuth return that links Slack users to GitHub logins (app/web/slack_link.py):
+        # GitHub sends a user authorization back only to a registered callback URL.
+        manifest["callback_urls"] = [base + CALLBACK_PATH, base + LINK_CALLBACK_PATH]
     return manifest
 
 

@@ -27,6 +27,8 @@ def test_final_status_states_the_figures() -> None:
     assert "9 turns · 123,400 tokens (100,000 read from cache) · $0.43 · 1m 23s" in body
     judged = RunFigures(turns=2, cost_usd=0.4321, judge_cost_usd=0.0312, seconds=5)
     assert judged.line() == "2 turns · 0 tokens (0 read from cache) · $0.43 (judge $0.03) · 5s"
+    switched = RunFigures(turns=1, fallback="from turn 2 the run went on with claude-opus-5-5 on Amazon Bedrock")
+    assert switched.line().endswith("· 0s · 🔀 from turn 2 the run went on with claude-opus-5-5 on Amazon Bedrock")
 
 
 def test_without_a_public_url_the_job_is_named_not_linked() -> None:

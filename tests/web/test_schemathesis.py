@@ -32,11 +32,15 @@ from schemathesis.generation.modes import GenerationMode
 from app.process import HonkState
 from app.settings import Settings
 from app.web.app import create_app
+from tests.fakes.slack_events import SIGNING_SECRET as SLACK_SECRET
+from tests.fakes.slack_events import app_mention, event_callback
+from tests.fakes.slack_events import signed_headers as slack_headers
 from tests.support import labeled_payload, live_server, sign
 
 EXAMPLES = 40  # per operation and configuration (three times as many for the webhook)
 TOKEN = "a dashboard token long enough to pass"
 WEBHOOK = "/api/github/webhooks"
+SLACK = "/api/slack/events"
 
 
 def _text(*likely: str) -> dict[str, Any]:
@@ -81,6 +85,18 @@ DELIVERY = _object(
                                       repo=_object(full_name=REPO, fork={"type": "boolean"})),
                          user=USER),
 )
+SLACK_ID = {"type": "string", "pattern": "^[A-Z0-9]{1,12}$"}
+TS = _either({"type": "string", "pattern": "^[0-9]{10}\\.[0-9]{6}$"})
+SLACK_EVENT = _object(
+    "type", "event_id", "team_id", "event",
+    type=_text("event_callback", "url_verification"), event_id=_text(), team_id=SLACK_ID, challenge=_text(),
+    authorizations={"type": "array", "items": _object(user_id=SLACK_ID, is_bot={"type": "boolean"})},
+    event=_object("type", "user", "channel", "ts", "text",
+                  type=_text("app_mention", "message"), user=SLACK_ID, channel=SLACK_ID, ts=TS, thread_ts=TS,
+                  text=_text("<@U0HONKBOT> acme/widgets fix the spinner"), channel_type=_text("im", "channel"),
+                  subtype=_text("message_changed", "bot_message"), bot_id=_text(),
+                  files={"type": "array", "items": _object(name=_text(), permalink=_text())}),
+)
 EVENTS = ["issues", "issue_comment", "pull_request_review", "pull_request_review_comment", "ping", "push"]
 ACTIONS = {"labeled": ["issues"], "created": ["issue_comment", "pull_request_review_comment"],
            "submitted": ["pull_request_review"]}
@@ -104,6 +120,14 @@ def honest_schema(schema: dict[str, Any]) -> dict[str, Any]:
     hook["responses"] = {str(code): {"description": what} for code, what in (
         (200, "ignored, with the reason, or a duplicate"), (202, "queued"), (400, "not JSON, or headers missing"),
         (401, "missing or wrong signature"), (413, "over 25 MiB"))}
+    # Slack's events, signed in `_call` with the fake's secret, so that they get past Bolt to Honk's listeners.
+    slack = paths[SLACK]["post"]
+    mention = event_callback(app_mention("acme/widgets fix the spinner", "U0ALICE", "C0GENERAL")).payload
+    slack["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": SLACK_EVENT, "examples": {"mention": {"value": mention}}}}}
+    slack["responses"] = {str(code): {"description": what} for code, what in (
+        (200, "stored (queued, ignored or duplicate), or the challenge"), (400, "signed, but not readable"),
+        (401, "missing, wrong or stale signature"), (404, "Slack is not configured"), (413, "over 1 MiB"))}
     paths["/login"]["post"]["requestBody"] = {"content": {"application/x-www-form-urlencoded": {
         "schema": _object(token={"type": "string"}, next=_text("/jobs", "//elsewhere", "https://elsewhere"))}}}
     # The job pages: a job id is a 64-bit id (any other whole number is a 404); page and per are read as digits
@@ -125,7 +149,8 @@ def honest_schema(schema: dict[str, Any]) -> dict[str, Any]:
 # Every route the app has; a new one must be added here (and so be fuzzed) for this test to pass.
 OPERATIONS = {"POST /api/github/webhooks", "GET /setup", "GET /setup/callback", "GET /login", "POST /login",
               "POST /logout", "GET /jobs", "GET /jobs/{job_id}", "GET /api/jobs/{job_id}", "GET /metrics",
-              "GET /healthz", "GET /"}
+              "GET /healthz", "GET /", "GET /spend", "GET /api/spend", "POST /api/slack/events", "GET /slack/link",
+              "GET /auth/github/callback"}
 
 
 @pytest.fixture(params=[("open", "sqlite"), ("open", "postgres"), ("token", "sqlite")],
@@ -137,7 +162,10 @@ def honk_api(request: pytest.FixtureRequest, make_settings: Callable[..., Settin
     access, database = request.param
     url = f"sqlite:///{tmp_path / 'honk.db'}" if database == "sqlite" else request.getfixturevalue("postgres_url")
     token = {"honk_dashboard_token": TOKEN} if access == "token" else {}
-    state = HonkState.create(make_settings(honk_database_url=url, **token))
+    # Slack on (its Web API on a closed port: intake never calls it), so that its routes are fuzzed past the 404.
+    slack = {"slack_bot_token": "xoxb-fuzz", "slack_signing_secret": SLACK_SECRET,
+             "slack_api_url": "http://127.0.0.1:9/api/"}
+    state = HonkState.create(make_settings(honk_database_url=url, **token, **slack))
     state.db.migrate()
     app = create_app(state)
     try:
@@ -165,6 +193,10 @@ def _call(case: Any) -> None:
         if generated.get("X-GitHub-Event") in EVENTS and action in ACTIONS:
             headers["X-GitHub-Event"] = ACTIONS[action][len(body) % len(ACTIONS[action])]
         extra = {"data": body, "headers": headers}
+    elif case.path == SLACK:
+        body = b"" if isinstance(case.body, NotSet) else case.body if isinstance(case.body, bytes) else \
+            json.dumps(case.body).encode()
+        extra = {"data": body, "headers": slack_headers(body)}
     elif case.path.startswith(("/jobs", "/api/jobs", "/metrics")) and len(case.formatted_path + str(case.query)) % 3:
         # Two in three with the token (ignored by a Honk without one), so that behind it the pages are shown too.
         extra = {"headers": {"Authorization": f"Bearer {TOKEN}"}}

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -62,6 +63,10 @@ def test_manifest_is_app_yml_pointed_at_this_honk() -> None:
     assert manifest["hook_attributes"] == {**app_yml["hook_attributes"],
                                            "url": "https://honk.example.org/api/github/webhooks"}
     assert manifest["redirect_url"] == "https://honk.example.org/setup/callback"
+    # Both returns from GitHub: the setup's, and the OAuth one that links Slack users (app/web/slack_link.py).
+    assert manifest["callback_urls"] == ["https://honk.example.org/setup/callback",
+                                         "https://honk.example.org/auth/github/callback"]
+    assert [urlsplit(url).path for url in app_yml["callback_urls"]] == ["/setup/callback", "/auth/github/callback"]
     assert manifest["url"] == app_yml["url"] and manifest["name"] == app_yml["name"]
     assert manifest["default_permissions"] == app_yml["default_permissions"]
     assert manifest["default_events"] == app_yml["default_events"]

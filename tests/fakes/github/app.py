@@ -11,13 +11,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tests.fakes.github.errors import github_error, invalid_request
 from tests.fakes.github.ratelimit import RateLimitHeaders
-from tests.fakes.github.routes import apps, checks, git, graphql, issues, manifests, pulls, repos, reviews, users
+from tests.fakes.github.routes import apps, checks, git, graphql, issues, manifests, oauth, pulls, repos, reviews, users
 
 if TYPE_CHECKING:
     from tests.fakes.github.fake import FakeGitHub
 
 ROUTERS = (apps.router, users.router, repos.router, issues.router, pulls.router, reviews.router, checks.router,
-           graphql.router, git.router, manifests.router)
+           graphql.router, git.router, manifests.router, oauth.router)
 
 
 def build_app(gh: FakeGitHub) -> FastAPI:

@@ -85,6 +85,34 @@ async def _react(gh: FakeGitHub, request: Request, b: str, subject: tuple[str, s
         return JSONResponse(gh._reaction_json(b, reaction), status_code=201)
 
 
+@router.post("/repos/{owner}/{name}/issues", status_code=201)
+async def create_issue(owner: str, name: str, request: Request, gh: GitHub) -> dict[str, Any]:
+    """An issue opened with the installation's token: written by the App's bot, with its labels (a label that
+    does not exist yet is made, as GitHub does for a writer)."""
+    repo, b = await repository(gh, request, "create_issue", owner, name)
+    data = await json_body(request)
+    title, body, labels = data.get("title"), data.get("body"), data.get("labels") or []
+    if isinstance(title, int) and not isinstance(title, bool):
+        title = str(title)
+    if not isinstance(title, str) or not title.strip():
+        raise invalid("Issue", "title", "missing_field")
+    if len(title) > 256:
+        raise invalid("Issue", "title", "custom", "title is too long (maximum is 256 characters)")
+    if body is not None and not isinstance(body, str):
+        raise invalid("Issue", "body", "invalid")
+    if len(body or "") > 65536:
+        raise invalid("Issue", "body", "custom", "body is too long (maximum is 65536 characters)")
+    names = [label.get("name") if isinstance(label, dict) else label for label in labels] \
+        if isinstance(labels, list) else None
+    if names is None or not all(isinstance(n, str) and n for n in names):
+        raise invalid("Issue", "labels", "invalid")
+    with gh._lock:
+        issue = gh._new_issue(repo, title, body, gh.bot_login, pull=False, via_app=True)
+        for label in names:
+            gh._add_label(repo, issue["number"], label)
+        return gh._issue_json(b, repo, issue)
+
+
 @router.get("/repos/{owner}/{name}/issues/{number}")
 async def get_issue(owner: str, name: str, number: int, request: Request, gh: GitHub) -> dict[str, Any]:
     repo, b = await repository(gh, request, "get_issue", owner, name)

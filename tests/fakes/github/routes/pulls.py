@@ -1,6 +1,10 @@
 """GitHub's Pulls API, with an installation token: opening, listing, reading and updating pull requests, and
 requesting reviewers. GitHub's rules hold: no duplicate open pull request for a head, no pull request without
-commits, no reopening once the head branch is gone or merged, reviewers only among collaborators."""
+commits, no reopening once the head branch is gone or merged, reviewers only among collaborators. Merging goes
+through GitHub's checks: 405 for a closed pull request, a draft, a conflict or missing required approvals
+(`required_approvals`, repository -> count of approving reviews by writers, set on the fake by a test), 409 when
+the head is not the `sha` given; a merge makes a real merge (or squash) commit on the base branch (a rebase is
+made as one commit too)."""
 
 from __future__ import annotations
 
@@ -106,6 +110,50 @@ async def update_pull(owner: str, name: str, number: int, request: Request, gh: 
         # `draft` is not patchable over REST (GitHub ignores it; GraphQL converts drafts).
         issue["updated_at"] = iso()
         return gh._pull_json(b, repo, pull)
+
+
+@router.put("/repos/{owner}/{name}/pulls/{number}/merge")
+async def merge_pull(owner: str, name: str, number: int, request: Request, gh: GitHub) -> dict[str, Any]:
+    repo, _ = await repository(gh, request, "merge_pull", owner, name)
+    data = await json_body(request)
+    method = data.get("merge_method") or "merge"
+    if method not in ("merge", "squash", "rebase"):
+        raise invalid("PullRequest", "merge_method", "invalid")
+    with gh._lock:
+        pull = pull_of(repo, number)
+        issue = repo.issues[number]
+        gh._refresh_head(repo, pull)
+        if issue["state"] != "open":
+            raise error(405, "Pull Request is not mergeable")
+        if pull["draft"]:
+            raise error(405, "Pull Request is still a draft")
+        if data.get("sha") and data["sha"] != pull["head_sha"]:
+            raise error(409, "Head branch was modified. Review and try the merge again.")
+        required = int(getattr(gh, "required_approvals", {}).get(repo.full_name, 0))
+        approved = {r["user"] for r in gh._reviews.values()
+                    if (r["repo"], r["pr"], r["state"]) == (repo.full_name, number, "APPROVED")
+                    and gh.permissions.get(r["user"]) in ("write", "maintain", "admin")}
+        if len(approved) < required:
+            raise error(405, f"At least {required} approving review{'s are' if required > 1 else ' is'} required "
+                             "by reviewers with write access.")
+        base_sha = gh._branch_sha(repo, pull["base"]) or pull["base_sha"]
+        merged = gh._git(repo, "merge-tree", "--write-tree", base_sha, pull["head_sha"], check=False)
+        if merged.returncode != 0:
+            raise error(405, "Pull Request is not mergeable")
+        tree = merged.stdout.decode().split()[0]
+        title = data.get("commit_title") or (f"{issue['title']} (#{number})" if method == "squash" else
+                                             f"Merge pull request #{number} from {repo.owner}/{pull['head']}")
+        message = f"{title}\n\n{data['commit_message']}" if data.get("commit_message") else title
+        parents = ["-p", base_sha] + (["-p", pull["head_sha"]] if method == "merge" else [])
+        env = {"GIT_AUTHOR_NAME": gh.bot_login, "GIT_AUTHOR_EMAIL": gh.bot_email,
+               "GIT_COMMITTER_NAME": "GitHub", "GIT_COMMITTER_EMAIL": "noreply@github.com"}
+        sha = gh._out(repo, "commit-tree", tree, *parents, "-F", "-", input=message.encode(), env=env)
+        gh._git(repo, "update-ref", f"refs/heads/{pull['base']}", sha, base_sha)
+        now = iso()
+        pull["state"] = issue["state"] = "closed"
+        pull["merged_at"] = pull["closed_at"] = issue["closed_at"] = now
+        pull["base_sha"], pull["updated_at"], issue["updated_at"] = base_sha, now, now
+        return {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
 
 
 @router.post("/repos/{owner}/{name}/pulls/{number}/requested_reviewers", status_code=201)
