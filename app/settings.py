@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -229,6 +230,20 @@ class Settings(BaseSettings):
                   self.honk_dashboard_token, self.slack_bot_token, self.slack_signing_secret,
                   self.github_client_secret]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def github_web_root(api_url: str) -> str:
+    """GitHub's web address for an API root: `https://api.github.com` -> `https://github.com`, GitHub Enterprise
+    Server `https://HOST/api/v3` -> `https://HOST`, GHE.com `https://api.SUB.ghe.com` -> `https://SUB.ghe.com`.
+    Anything else (a test's local GitHub) serves both at the same root. The App's setup and Slack's linking
+    both send people there."""
+    api = api_url.rstrip("/")
+    parts = urlsplit(api)
+    if parts.path.endswith("/api/v3"):
+        return api.removesuffix("/api/v3")
+    if parts.hostname and parts.hostname.startswith("api.") and parts.path in ("", "/"):
+        return f"{parts.scheme}://{parts.netloc.removeprefix('api.')}"
+    return api
 
 
 def load_settings(**overrides: object) -> Settings:

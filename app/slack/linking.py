@@ -23,11 +23,11 @@ import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 
-from app.settings import Settings
+from app.settings import Settings, github_web_root
 from app.untyped import as_dict, as_id, as_str
 
 LINK_PATH = "/slack/link"
@@ -149,18 +149,7 @@ def _unb64(text: str) -> bytes:
 # ------------------------------------------------------------------------------------------------ addresses
 
 
-def web_root(api_url: str) -> str:
-    """GitHub's web address for an API root: `https://api.github.com` -> `https://github.com`, GitHub Enterprise
-    Server `https://HOST/api/v3` -> `https://HOST`, GHE.com `https://api.SUB.ghe.com` -> `https://SUB.ghe.com`.
-    Anything else (a test's local GitHub) serves both at the same root. (app/web/setup_flow.py has the same rule;
-    app/slack cannot import the web layer.)"""
-    api = api_url.rstrip("/")
-    parts = urlsplit(api)
-    if parts.path.endswith("/api/v3"):
-        return api.removesuffix("/api/v3")
-    if parts.hostname and parts.hostname.startswith("api.") and parts.path in ("", "/"):
-        return f"{parts.scheme}://{parts.netloc.removeprefix('api.')}"
-    return api
+web_root = github_web_root  # the one rule, in app/settings.py
 
 
 def redirect_uri(settings: Settings) -> str:

@@ -45,7 +45,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.process import HonkState
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import Settings, SettingsError, github_web_root, load_settings
 from app.slack.linking import CALLBACK_PATH as LINK_CALLBACK_PATH
 from app.web.auth import client_is_loopback, host_names_loopback, loopback_url, origin_of
 from app.web.pages import templates
@@ -94,16 +94,7 @@ def build_manifest(public_url: str, template: Mapping[str, Any] | None = None, *
     return manifest
 
 
-def web_root(api_url: str) -> str:
-    """GitHub's web address for an API root: api.github.com -> github.com, GHES https://HOST/api/v3 ->
-    https://HOST, GHE.com api.SUB.ghe.com -> SUB.ghe.com. Anything else (a test's local GitHub) serves both."""
-    api = api_url.rstrip("/")
-    parts = urlsplit(api)
-    if parts.path.endswith("/api/v3"):
-        return api.removesuffix("/api/v3")
-    if parts.hostname and parts.hostname.startswith("api.") and parts.path in ("", "/"):
-        return f"{parts.scheme}://{parts.netloc.removeprefix('api.')}"
-    return api
+web_root = github_web_root  # the one rule, in app/settings.py
 
 
 def registration_url(api_url: str, state: str, organization: str | None = None) -> str:
