@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -28,9 +29,28 @@ SECRET = "it's a secret to everybody"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A free port for a server a test starts later, taken below the kernel's ephemeral range: a port the kernel
+    hands out (`bind(0)`) may be given again to a fake started meanwhile, whose answer would then pass for Honk's."""
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # the range below is crowded: fall back to the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 class _QuietServer(uvicorn.Server):
