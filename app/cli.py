@@ -18,7 +18,7 @@ from pathlib import Path
 
 import uvicorn
 
-from app import audit_cli
+from app import audit_cli, campaign_cli
 from app.process import HonkState
 from app.queue.db import DatabaseUnavailable
 from app.settings import Settings, SettingsError, load_settings
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="one table by this (default: by org, repo, requester and model)")
     spend.add_argument("--json", action="store_true", help="print JSON instead of tables")
     audit_cli.add_parser(commands)  # honk audit verify | export | purge
+    campaign_cli.add_parser(commands)  # honk campaign start
     args = parser.parse_args(argv)
 
     _configure_logging()
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             return _spend(settings, args.month, args.by, as_json=args.json)
         if args.command == "audit":
             return audit_cli.main(args, settings)
+        if args.command == "campaign":
+            return campaign_cli.main(args, settings)
         if args.command == "worker":
             return asyncio.run(_worker(settings, args.metrics_host, args.metrics_port))
         return _run(settings, args.repo, args.task)

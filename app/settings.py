@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     # What asks Honk to work
     honk_model: str = "claude-opus-5-5"
     honk_label: str = "honk"
+    honk_campaign_label: str = "honk-campaign"  # starts a fleet campaign (CONTRACT.md section 7)
     honk_trigger: str = "@honk"
     honk_branch_prefix: str = "honk/"
 
@@ -117,12 +118,19 @@ class Settings(BaseSettings):
             raise ValueError("must be a mention such as @honk")
         return value
 
-    @field_validator("honk_label")
+    @field_validator("honk_label", "honk_campaign_label")
     @classmethod
     def _label_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _labels_differ(self) -> Settings:
+        if self.honk_label.casefold() == self.honk_campaign_label.casefold():
+            raise ValueError("HONK_LABEL and HONK_CAMPAIGN_LABEL must be different labels: one asks for one pull "
+                             "request, the other starts a campaign across repositories")
+        return self
 
     @field_validator("honk_dashboard_token", mode="before")
     @classmethod

@@ -197,6 +197,21 @@ class GitHubApp:
         async with await self.repo(installation_id, full_name) as repo:
             return await repo.permission(login)
 
+    async def installation_repositories(self, installation_id: int) -> list[dict[str, Any]]:
+        """Every repository the installation can reach (`GET /installation/repositories`, 100 a page), with the
+        facts a campaign selects on: topics, language, archived, default branch."""
+        token = await self.token(installation_id)
+        found: list[dict[str, Any]] = []
+        async with self._client(TokenAuthStrategy(token.token), installation_id) as gh:
+            for page in range(1, 1001):
+                data = (await gh.arequest("GET", "/installation/repositories",
+                                          params={"per_page": 100, "page": page})).json()
+                batch = data.get("repositories") or [] if isinstance(data, dict) else []
+                found += [r for r in batch if isinstance(r, dict)]
+                if len(batch) < 100 or len(found) >= int(data.get("total_count") or 0):
+                    break
+        return found
+
     async def installation_of(self, full_name: str) -> int | None:
         """The id of the App's installation on a repository (`GET /repos/{owner}/{repo}/installation`, as the
         App), or None when GitHub answers 404: there is no such repository, or the App is not installed on it
@@ -246,6 +261,15 @@ class Repo:
         legacy = data.get("permission") if isinstance(data, dict) else None
         # A custom role reports its base level in the legacy field ("maintain" shows there as "write").
         return role if role in WRITE_ROLES else (legacy or role or "none")
+
+    async def tree_paths(self, ref: str) -> tuple[list[str], bool]:
+        """The paths of every file on `ref` (a branch, commit or tree), from one `GET /git/trees/{ref}?recursive=1`;
+        True when GitHub cut the listing short (over 100,000 entries)."""
+        data = await self._call("GET", f"/git/trees/{ref}", params={"recursive": "1"})
+        entries = data.get("tree") or [] if isinstance(data, dict) else []
+        paths = [e["path"] for e in entries if isinstance(e, dict) and e.get("type") == "blob"
+                 and isinstance(e.get("path"), str)]
+        return paths, bool(isinstance(data, dict) and data.get("truncated"))
 
     async def issue(self, number: int) -> dict[str, Any]:
         return await self._call("GET", f"/issues/{number}")

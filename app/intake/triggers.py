@@ -50,6 +50,7 @@ class TriggerRules:
     branch_prefix: str = "honk/"
     app_id: int | None = None  # deliveries caused by this App itself are never obeyed
     notify: bool = False  # Slack is on: news about pull requests goes to their threads (`notify_of`)
+    campaign_label: str = "honk-campaign"  # starts a fleet campaign; its issue takes the campaign's commands
 
     def __post_init__(self) -> None:
         handles = "|".join(re.escape(m) for m in self.mentions)
@@ -62,25 +63,26 @@ class TriggerRules:
         webhook route asks on every delivery and the rules compile a pattern."""
         mentions = (settings.honk_trigger, *([f"@{app_slug}"] if app_slug else []))
         return _rules(settings.honk_label, mentions, settings.honk_branch_prefix, settings.github_app_id,
-                      settings.slack_enabled)
+                      settings.slack_enabled, settings.honk_campaign_label)
 
     def with_mentions(self, extra: Iterable[str]) -> TriggerRules:
         return TriggerRules(self.label, tuple(dict.fromkeys([*self.mentions, *extra])), self.branch_prefix,
-                            self.app_id, self.notify)
+                            self.app_id, self.notify, self.campaign_label)
 
     def mentions_in(self, text: object) -> bool:
         """True when the text mentions Honk outside quoted replies and code."""
         return bool(self._mention.search(_prose(text)))  # type: ignore[attr-defined]
 
     def command_in(self, text: object) -> str | None:
-        """`stop`, `retry` or `fix_ci` when the comment is just that command to Honk (`@honk stop`, `@honk retry.`,
-        `@honk fix CI`); a sentence around the words is a request, not a command."""
+        """`stop`, `retry`, `fix_ci`, `rollout` or `update` when the comment is just that command to Honk (`@honk
+        stop`, `@honk retry.`, `@honk fix CI`); a sentence around the words is a request, not a command."""
         prose = _prose(text).strip()
         match = self._mention.match(prose)  # type: ignore[attr-defined]
         if match is None:
             return None
         words = " ".join(prose[match.end():].strip().rstrip(".!").split()).casefold()
-        return {"stop": "stop", "cancel": "stop", "retry": "retry", "fix ci": "fix_ci"}.get(words)
+        return {"stop": "stop", "cancel": "stop", "retry": "retry", "fix ci": "fix_ci", "rollout": "rollout",
+                "roll out": "rollout", "update": "update"}.get(words)
 
 
 def _prose(text: object) -> str:
@@ -167,8 +169,9 @@ def _issues(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route
     if action != "labeled":
         return Ignore(f"issues.{_word(action)} does not ask Honk to work (only labelling with {rules.label!r})")
     label = as_str(as_dict(payload.get("label")).get("name"))
-    if label.casefold() != rules.label.casefold():
-        return Ignore(f"the label {_shown(label)} is not {rules.label!r}")
+    campaign = label.casefold() == rules.campaign_label.casefold()
+    if label.casefold() != rules.label.casefold() and not campaign:
+        return Ignore(f"the label {_shown(label, 40)} is not {rules.label!r} or {rules.campaign_label!r}")
     issue = as_dict(payload.get("issue"))
     if "pull_request" in issue:
         return Ignore("labels on pull requests do not ask Honk to work")
@@ -177,6 +180,8 @@ def _issues(action: str, payload: dict[str, Any], rules: TriggerRules) -> _Route
         return Ignore("the delivery names no issue number")
     if as_str(issue.get("state")) == "closed":
         return Ignore(f"issue #{number} is closed")
+    if campaign:
+        return JobKind.CAMPAIGN, number, {"type": "campaign_label", "label": as_text(label), "issue": _issue(issue)}
     return JobKind.RESOLVE_ISSUE, number, {"type": "label", "label": as_text(label), "issue": _issue(issue)}
 
 
@@ -192,6 +197,16 @@ def _issue_comment(action: str, payload: dict[str, Any], rules: TriggerRules) ->
         return Ignore("the delivery names no issue number")
     facts = {"comment": _comment(comment), "issue": _issue(issue)}
     command = rules.command_in(comment.get("body"))
+    if not issue.get("pull_request") and rules.campaign_label.casefold() in [
+            name.casefold() for name in facts["issue"]["labels"]]:
+        # A campaign's issue: the comments there steer the campaign, never a pull request of the issue's own.
+        if command in ("rollout", "stop", "update", "retry"):
+            return JobKind.CAMPAIGN, number, {"type": "campaign_command", "command": command, **facts}
+        return Ignore(f"issue #{number} is a campaign's: comment `{rules.mentions[0]} rollout`, `stop`, `update` "
+                      "or `retry` there")
+    if command in ("rollout", "update"):
+        return Ignore(f"`{rules.mentions[0]} {command}` works on a campaign's issue "
+                      f"(labelled {rules.campaign_label!r})")
     if command == "fix_ci":
         if not issue.get("pull_request"):
             return Ignore("`fix ci` works on pull requests")
@@ -510,6 +525,84 @@ _NOTIFY_ROUTES = {
 }
 
 
+# ------------------------------------------------------------------------------------------------ campaigns
+
+_CAMPAIGN_BRANCH = re.compile(r"campaign-([1-9][0-9]{0,17})(?:-|$)")
+_REVIEWS = {"approved": "approved", "changes_requested": "changes_requested", "commented": "commented"}
+
+
+def campaign_news(event: str, payload: Any, rules: TriggerRules, delivery_id: str = "") -> JobRequest | None:
+    """News of a campaign's pull request for the campaign's table (CONTRACT.md section 7), or None: a CAMPAIGN_SYNC
+    request when the delivery is `pull_request.closed` (merged or not), `pull_request_review.submitted` or
+    `check_suite.completed` (any app's suite, Honk's own included: a head is green when all its checks are) on a
+    pull request whose head branch is a campaign's, `<prefix>campaign-<id>-...`.
+
+    A further, independent answer to a delivery, like `notify_of`: `decide` still says whether Honk works on it
+    (a review asking for changes is also a follow-up). Bots may send these and nobody is authorised: the job only
+    records what it reads back from GitHub about the campaign's own pull request. Never raises."""
+    if not isinstance(payload, dict):
+        return None
+    action = as_str(payload.get("action"))
+    try:
+        found = _campaign_pull(event, action, payload, rules)
+        if found is None:
+            return None
+        campaign_id, number, facts = found
+        repo = _name(as_dict(payload.get("repository")), "full_name", "repository", MAX_REPO)
+        installation = _id(as_dict(payload.get("installation")), "id", "installation")
+        sender = as_dict(payload.get("sender"))
+        requester = _name(sender, "login", "sender", MAX_LOGIN) or "github"
+    except _Malformed:
+        return None
+    if not repo or not _REPO.fullmatch(repo) or {".", ".."} & set(repo.split("/")) or installation is None:
+        return None
+    trigger = {"delivery_id": as_text(delivery_id), "event": as_text(event), "action": as_text(action),
+               "type": "campaign_sync", "campaign_id": campaign_id, "target_repo": repo, "pull_number": number,
+               **facts}
+    return JobRequest(kind=JobKind.CAMPAIGN_SYNC, repo=repo, number=number, requester=requester,
+                      installation_id=installation, trigger=trigger, delay_seconds=1.0)
+
+
+def _campaign_pull(event: str, action: str, payload: dict[str, Any], rules: TriggerRules
+                   ) -> tuple[int, int, dict[str, Any]] | None:
+    if event == "check_suite" and action == "completed":
+        suite = as_dict(payload.get("check_suite"))
+        head_sha = as_str(suite.get("head_sha"))
+        if not _SHA.fullmatch(head_sha):
+            return None
+        found = _honk_pull(payload, suite, rules, "check_suite", head_sha)
+        if found is None:
+            return None
+        number, pull = found
+        news = {"news": "checks", "head_sha": head_sha}
+        head_ref = as_str(as_dict(pull.get("head")).get("ref"))
+    elif (event, action) in (("pull_request", "closed"), ("pull_request_review", "submitted")):
+        pull = as_dict(payload.get("pull_request"))
+        number = _id(pull, "number", "pull_request", MAX_NUMBER)
+        head = as_dict(pull.get("head"))
+        head_ref, head_sha = as_str(head.get("ref")), as_str(head.get("sha"))
+        if number is None:
+            return None
+        if event == "pull_request":
+            merged = pull.get("merged") is True or bool(as_str(pull.get("merged_at")))
+            news = {"news": "merged" if merged else "closed"}
+        else:
+            state = _REVIEWS.get(as_str(as_dict(payload.get("review")).get("state")).casefold())
+            if state is None:
+                return None
+            news = {"news": "review", "review": state}
+        if _SHA.fullmatch(head_sha):
+            news["head_sha"] = head_sha
+    else:
+        return None
+    if not head_ref.startswith(rules.branch_prefix):
+        return None
+    match = _CAMPAIGN_BRANCH.match(head_ref[len(rules.branch_prefix):])
+    if match is None:
+        return None
+    return int(match.group(1)), number, news
+
+
 def _subject_key(event: str) -> str:
     return {"issues": "issue", "pull_request_review": "review"}.get(event, "comment")
 
@@ -598,5 +691,5 @@ def _word(action: str) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _rules(label: str, mentions: tuple[str, ...], branch_prefix: str, app_id: int | None,
-           notify: bool = False) -> TriggerRules:
-    return TriggerRules(label, mentions, branch_prefix, app_id, notify)
+           notify: bool = False, campaign_label: str = "honk-campaign") -> TriggerRules:
+    return TriggerRules(label, mentions, branch_prefix, app_id, notify, campaign_label)

@@ -28,7 +28,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from app import tracing
-from app.intake.triggers import Ignore, TriggerRules, decide, notify_of
+from app.intake.triggers import Ignore, TriggerRules, campaign_news, decide, notify_of
 from app.intake.writer import DeliveryWriter
 from app.process import HonkState
 from app.queue.requests import JobRequest
@@ -111,9 +111,11 @@ async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
     decision = decide(event, payload, rules, delivery)
     request_ = None if isinstance(decision, Ignore) else decision
     reason = decision.reason if isinstance(decision, Ignore) else None
-    notice = notify_of(event, payload, rules, notice_id(delivery))
+    extras = [(suffix, extra) for suffix, extra in (
+        ("notify", notify_of(event, payload, rules, side_id(delivery, "notify"))),
+        ("campaign", campaign_news(event, payload, rules, side_id(delivery, "campaign")))) if extra is not None]
     try:
-        accepted = await _accept(request, honk, Incoming(delivery, event, action, request_, reason), notice)
+        accepted = await _accept(request, honk, Incoming(delivery, event, action, request_, reason), extras)
     except (DataError, OverflowError, ValueError) as exc:
         log.warning("delivery=%s cannot be stored: %s", delivery, exc)
         return _reject(400, "the delivery holds a value Honk cannot store", event)
@@ -138,28 +140,32 @@ async def _handle(request: Request, honk: HonkState, started: float) -> _Answer:
     return _Answer(JSONResponse({"status": "ignored", "reason": reason}, status_code=200), "ignored", event)
 
 
-def notice_id(delivery: str) -> str:
-    """The delivery id of a delivery's Slack news (`notify_of`): its own row, so that a redelivery is a duplicate
-    of both. Within the column's 100 characters (GitHub's ids are UUIDs, 36)."""
-    return f"{delivery[:93]}#notify"
+def side_id(delivery: str, suffix: str) -> str:
+    """The delivery id of a delivery's side request (`notice`: Slack news, `notify_of`; `campaign`: news for a
+    campaign's table, `campaign_news`): its own row, so that a redelivery is a duplicate of each. Within the
+    column's 100 characters (GitHub's ids are UUIDs, 36)."""
+    return f"{delivery[:99 - len(suffix)]}#{suffix}"
 
 
-async def _accept(request: Request, honk: HonkState, main: Incoming, notice: JobRequest | None) -> Accepted:
-    """Store the delivery as decided and, when it is news for a Slack thread, that news as a second delivery,
-    handed to the writer together (one group commit in the usual case). The answer is the main decision's alone:
-    the news is a side effect, never a reason to queue, refuse or fail a delivery; each has its own id, so
-    either is stored once whatever happens to the other."""
+async def _accept(request: Request, honk: HonkState, main: Incoming, extras: list[tuple[str, JobRequest]]
+                  ) -> Accepted:
+    """Store the delivery as decided and its side requests (news for a Slack thread, for a campaign's table) as
+    further deliveries, handed to the writer together (one group commit in the usual case). The answer is the
+    main decision's alone: a side request is a side effect, never a reason to queue, refuse or fail a delivery;
+    each has its own id, so each is stored once whatever happens to the others."""
     writer = _writer(request, honk)
-    if notice is None:
+    if not extras:
         return await writer.accept(main)
-    news = Incoming(notice_id(main.delivery_id), main.event, main.action, notice)
-    accepted, noticed = await asyncio.gather(writer.accept(main), writer.accept(news), return_exceptions=True)
-    if isinstance(noticed, BaseException):
-        log.warning("delivery=%s its Slack news cannot be stored: %s", main.delivery_id, noticed)
-    elif noticed.job_id is not None:
-        honk.job_queued()
-        log.info("delivery=%s event=%s.%s outcome=queued job=%d (Slack news)", main.delivery_id, main.event,
-                 main.action, noticed.job_id)
+    sides = [Incoming(side_id(main.delivery_id, suffix), main.event, main.action, extra) for suffix, extra in extras]
+    accepted, *others = await asyncio.gather(writer.accept(main), *(writer.accept(side) for side in sides),
+                                             return_exceptions=True)
+    for (suffix, _), other in zip(extras, others, strict=True):
+        if isinstance(other, BaseException):
+            log.warning("delivery=%s its %s request cannot be stored: %s", main.delivery_id, suffix, other)
+        elif other.job_id is not None:
+            honk.job_queued()
+            log.info("delivery=%s event=%s.%s outcome=queued job=%d (%s)", main.delivery_id, main.event,
+                     main.action, other.job_id, suffix)
     if isinstance(accepted, BaseException):
         raise accepted
     return accepted

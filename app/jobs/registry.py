@@ -19,6 +19,9 @@ from typing import Any
 from githubkit.exception import GitHubException
 
 from app.github.client import GitHubApp, GitHubNotConfigured, can_write
+from app.github.pacing import RateLimitWaitTooLong
+from app.jobs.campaign import campaign, campaign_sync
+from app.jobs.campaign_target import campaign_target, campaign_target_refused
 from app.jobs.control import control
 from app.jobs.fix_ci import fix_ci
 from app.jobs.follow_up import follow_up
@@ -26,10 +29,11 @@ from app.jobs.notify import notify
 from app.jobs.recheck import recheck
 from app.jobs.resolve_issue import resolve_issue
 from app.jobs.slack import slack_request
-from app.queue.context import Handlers, JobContext, JobFailed
+from app.queue.context import Handler, Handlers, JobContext, JobFailed, JobPostponed
 from app.queue.requests import JobKind
 
 AuthorisedJob = Callable[[JobContext, GitHubApp], Awaitable[dict[str, Any]]]
+Refused = Callable[[JobContext, dict[str, Any]], Awaitable[None]]
 
 
 class NotAuthorised(Exception):
@@ -67,18 +71,40 @@ def _from_ci(payload: dict[str, Any]) -> bool:
     return payload.get("type") == "ci"
 
 
-def authorised(job: AuthorisedJob, *, unless: Callable[[dict[str, Any]], bool] = lambda payload: False
-               ) -> Callable[[JobContext], Awaitable[dict[str, Any]]]:
-    """The handler the worker runs: authorise, then do the job; a refusal is the job's (successful) result.
-    `unless(payload)` names the requests that carry their own authority, checked by the job itself."""
+def _by_operator(payload: dict[str, Any]) -> bool:
+    """A campaign started with `honk campaign start` and no `--requester`: whoever ran it holds the App's key."""
+    return payload.get("operator") is True
+
+
+def authorised(job: AuthorisedJob, *, unless: Callable[[dict[str, Any]], bool] = lambda payload: False,
+               refused: Refused | None = None) -> Callable[[JobContext], Awaitable[dict[str, Any]]]:
+    """The handler the worker runs: authorise, then do the job; a refusal is the job's (successful) result, told
+    to `refused` when the job keeps records of its own. `unless(payload)` names the requests that carry their own
+    authority, checked by the job itself."""
     async def handler(ctx: JobContext) -> dict[str, Any]:
         try:
             app = _app(ctx) if unless(ctx.job.payload or {}) else await authorise(ctx)
         except NotAuthorised as exc:
-            return {"outcome": "not_authorised", "requester": exc.login, "role": exc.role, "detail": str(exc)}
+            refusal = {"outcome": "not_authorised", "requester": exc.login, "role": exc.role, "detail": str(exc)}
+            if refused is not None:
+                await refused(ctx, refusal)
+            return refusal
         return await job(ctx, app)
     handler.__name__ = handler.__qualname__ = job.__name__
-    return handler
+    return patient(handler)
+
+
+def patient(handler: Handler) -> Handler:
+    """GitHub holding the installation's requests longer than a job waits within one attempt is nobody's failure:
+    the job goes back to the queue until the hold ends ("retry at" in its record), the attempt not counted."""
+    async def run(ctx: JobContext) -> dict[str, Any] | None:
+        try:
+            return await handler(ctx)
+        except RateLimitWaitTooLong as exc:
+            seconds = exc.retry_after.total_seconds() if exc.retry_after else 60.0
+            raise JobPostponed(f"GitHub holds this installation's requests: {exc.message}", seconds) from None
+    run.__name__ = run.__qualname__ = handler.__name__
+    return run
 
 
 handlers = Handlers()
@@ -92,3 +118,10 @@ handlers.register(JobKind.SLACK)(slack_request)
 # News for a Slack thread acts on nothing and only writes into a thread that follows that very pull request: it
 # needs nobody's authority (GitHub Actions and other bots send most of it).
 handlers.register(JobKind.NOTIFY)(notify)
+# Fleet campaigns: the campaign issue's requests need a writer there; each repository's run needs the requester to
+# write there too (checked at plan time and again at run time); the bookkeeping acts only within a campaign a
+# writer started, on news GitHub sends about its own pull requests.
+handlers.register(JobKind.CAMPAIGN)(authorised(campaign, unless=_by_operator))
+handlers.register(JobKind.CAMPAIGN_TARGET)(authorised(campaign_target, unless=_by_operator,
+                                                      refused=campaign_target_refused))
+handlers.register(JobKind.CAMPAIGN_SYNC)(patient(campaign_sync))

@@ -121,9 +121,12 @@ def verification_section(verification: Verification) -> str:
     return "\n".join(lines)
 
 
-def pull_body(*, summary: str, issue: int, verification: Verification, figures: RunFigures, link: JobLink,
-              requester: str, stopped: str | None = None, judgement: JudgeVerdict | None = None) -> str:
-    parts = [clip(summary.strip() or "Changes made by Honk.", 6000), f"Closes #{issue}"]
+def pull_body(*, summary: str, issue: int | None, verification: Verification, figures: RunFigures, link: JobLink,
+              requester: str, stopped: str | None = None, judgement: JudgeVerdict | None = None,
+              part_of: str | None = None) -> str:
+    """`issue` is the issue it closes; a campaign's pull request closes none and says what it is `part_of`."""
+    parts = [clip(summary.strip() or "Changes made by Honk.", 6000),
+             *([f"Closes #{issue}"] if issue is not None else []), *([part_of] if part_of else [])]
     if stopped:
         parts.append(f"⚠️ {stopped}")
     parts.append(verification_section(verification))

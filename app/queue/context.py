@@ -29,6 +29,15 @@ class JobFailed(Exception):
         self.retry = retry
 
 
+class JobPostponed(Exception):
+    """The job cannot go on before `seconds` have passed, through nobody's fault (GitHub holds the installation's
+    requests): it goes back to the queue to run again then, and the attempt does not count."""
+
+    def __init__(self, reason: str, seconds: float) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+
+
 class JobAudit:
     """The `AuditLog` of one job: events go to the database in order, off the event loop."""
 

@@ -58,6 +58,8 @@ class Job(Base):
     delivery_id: Mapped[str | None] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED)
+    # Lower first (app/queue/requests.py `Priority`): 0 is somebody's request, 1 a campaign's background work.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer)
     run_after: Mapped[datetime]

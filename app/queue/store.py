@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from app.queue import chain
 from app.queue.db import Database
 from app.queue.models import Delivery, Job, JobEvent, JobStatus
-from app.queue.requests import JobRequest
+from app.queue.requests import JobRequest, Priority
 
 
 @dataclass(frozen=True)
@@ -123,12 +123,7 @@ class JobQueue:
 
     def enqueue(self, request: JobRequest) -> int:
         with self.db.session() as session:
-            now = self.db.now(session)
-            job = self._new_job(request, now)
-            session.add(job)
-            session.flush()
-            session.add(_queued_event(job, now))
-            return job.id
+            return self.enqueue_in(session, request, self.db.now(session))
 
     def _new_job(self, request: JobRequest, now: datetime) -> Job:
         return Job(**self._job_row(request, now))
@@ -137,15 +132,27 @@ class JobQueue:
         return {"kind": request.kind.value, "subject": request.subject, "repo": request.repo,
                 "number": request.number, "installation_id": request.installation_id,
                 "requester": request.requester, "delivery_id": request.trigger.get("delivery_id"),
-                "payload": request.trigger, "status": JobStatus.QUEUED, "attempts": 0,
+                "payload": request.trigger, "status": JobStatus.QUEUED, "priority": int(request.priority),
+                "attempts": 0,
                 "max_attempts": self.retry.max_attempts, "run_after": now + timedelta(seconds=request.delay_seconds),
                 "cancel_requested": False, "created_at": now, "updated_at": now}
 
     # Worker side
 
-    def claim(self, worker_id: str) -> Job | None:
-        """Take the next runnable job, or None. On PostgreSQL concurrent claimers skip each other's rows
-        (`FOR UPDATE SKIP LOCKED`); on SQLite the claim is one short IMMEDIATE write transaction."""
+    def enqueue_in(self, session: Session, request: JobRequest, now: datetime) -> int:
+        """Queue a job inside the caller's transaction, so that it exists exactly when the caller's own change
+        does (a campaign's target is marked queued and its job made in one commit)."""
+        job = self._new_job(request, now)
+        session.add(job)
+        session.flush()
+        session.add(_queued_event(job, now))
+        return job.id
+
+    def claim(self, worker_id: str, *, background: bool = True) -> Job | None:
+        """Take the next runnable job, or None: somebody's request before background work (`Job.priority`), then
+        the oldest. `background=False` takes somebody's request only (the worker's slot kept for people). On
+        PostgreSQL concurrent claimers skip each other's rows (`FOR UPDATE SKIP LOCKED`); on SQLite the claim is
+        one short IMMEDIATE write transaction."""
         try:
             with self.db.session() as session:
                 now = self.db.now(session)
@@ -155,11 +162,14 @@ class JobQueue:
                     (other.status == JobStatus.RUNNING)
                     | and_(other.status == JobStatus.QUEUED, other.id < Job.id),
                 )
+                ready = [Job.status == JobStatus.QUEUED, Job.run_after <= now, ~busy_subject,
+                         Job.cancel_requested.is_(False)]
+                if not background:
+                    ready.append(Job.priority == Priority.PERSON)
                 job = session.scalars(
                     select(Job)
-                    .where(Job.status == JobStatus.QUEUED, Job.run_after <= now, ~busy_subject,
-                           Job.cancel_requested.is_(False))
-                    .order_by(Job.run_after, Job.id)
+                    .where(*ready)
+                    .order_by(Job.priority, Job.run_after, Job.id)
                     .limit(1)
                     .with_for_update(skip_locked=True, of=Job)
                 ).first()
@@ -236,6 +246,27 @@ class JobQueue:
                 job.attempts -= 1
                 _event(session, job_id, now, "job.released", worker=worker_id)
             return True
+
+    def postpone(self, job_id: int, worker_id: str, seconds: float, reason: str) -> datetime | None:
+        """Put a job back to run again after `seconds`, this attempt not counted: the job could not go on for a
+        reason that is nobody's failure (GitHub holding the installation's requests for a long while). Returns
+        when it will run again ("retry at", also in its audit trail); None if the lease was no longer ours."""
+        with self.db.session() as session:
+            now = self.db.now(session)
+            job = session.scalars(select(Job).where(*_held(job_id, worker_id))).first()
+            if job is None:
+                return None
+            job.lease_owner = job.lease_expires_at = None
+            job.updated_at = now
+            if job.cancel_requested:
+                _cancel(session, job, now, "cancelled while it waited for GitHub")
+                return None
+            job.status = JobStatus.QUEUED
+            job.run_after = now + timedelta(seconds=max(0.0, seconds))
+            job.attempts -= 1
+            _event(session, job_id, now, "job.postponed", reason=reason, retry_at=job.run_after.isoformat() + "Z",
+                   retry_in_seconds=round(seconds, 1))
+            return job.run_after
 
     def reclaim_expired(self) -> list[int]:
         """Put jobs whose worker stopped renewing its lease back in the queue (or fail them once they

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 
 from app import telemetry, tracing
-from app.queue.context import Handlers, JobAudit, JobContext, JobFailed
+from app.queue.context import Handlers, JobAudit, JobContext, JobFailed, JobPostponed
 from app.queue.models import Job, JobStatus
 from app.queue.store import JobQueue, Lease
 from app.settings import Settings
@@ -53,6 +53,10 @@ class Worker:
         # is a second entry, and the stale task can never act on the new claim.
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reason: dict[str, str] = {}  # why a job's task was cancelled: cancel | lost | shutdown
+        self._background: set[str] = set()  # the leases of the background jobs running (campaign targets)
+        # Background work may fill every slot but one: the last is kept for somebody's request (one slot alone
+        # is shared, the queue still serving people first).
+        self.background_slots = max(1, self.concurrency - 1)
         self._claims = 0
 
     def wake(self) -> None:
@@ -83,7 +87,8 @@ class Worker:
                 while len(self._running) < self.concurrency and not stop.is_set():
                     self._claims += 1
                     lease = f"{self.id}/{self._claims}"
-                    job = await asyncio.to_thread(self.queue.claim, lease)
+                    background = len(self._background) < self.background_slots
+                    job = await asyncio.to_thread(self.queue.claim, lease, background=background)
                     if job is None:
                         break
                     self._start(job, lease)
@@ -102,9 +107,12 @@ class Worker:
     def _start(self, job: Job, lease: str) -> None:
         task = asyncio.create_task(self._run_job(job, lease), name=f"job-{job.id}")
         self._running[lease] = task
+        if job.priority:
+            self._background.add(lease)
 
         def done(_: asyncio.Task[None]) -> None:
             self._running.pop(lease, None)
+            self._background.discard(lease)
             self._stop_reason.pop(lease, None)
             self._wake.set()  # a slot is free
 
@@ -126,6 +134,10 @@ class Worker:
             result = await handler(ctx) or {}
             outcome = await self._settle(job, "succeeded",
                                          asyncio.to_thread(self.queue.complete, job.id, lease, result), started)
+        except JobPostponed as exc:
+            until = await asyncio.to_thread(self.queue.postpone, job.id, lease, exc.seconds, str(exc))
+            outcome, error = "postponed", str(exc)
+            _transition(job, outcome, reason=error, retry_at=until.isoformat() if until else None)
         except JobFailed as exc:
             status = await asyncio.to_thread(self.queue.fail, job.id, lease, str(exc), retry=exc.retry)
             outcome, error = _failed_word(status), str(exc)

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from app.intake import slack, webhooks
 from app.intake.writer import DeliveryWriter
 from app.process import HonkState
-from app.web import pages, setup_flow, slack_link, spend
+from app.web import campaigns, pages, setup_flow, slack_link, spend
 from app.web.auth import has_token
 from app.web.metrics import CONTENT_TYPE, Metrics
 
@@ -27,6 +27,7 @@ def create_app(state: HonkState) -> FastAPI:
     app.include_router(setup_flow.router)
     app.include_router(pages.router)
     app.include_router(spend.router)  # /spend and /api/spend, protected like the job pages
+    app.include_router(campaigns.router)  # /campaigns, /api/campaigns: protected like the job pages
     app.include_router(slack.router)  # POST /api/slack/events: 404 unless Slack is configured
     app.include_router(slack_link.router)  # /slack/link, /auth/github/callback: public, state-guarded
 

@@ -158,7 +158,7 @@ def when_result_contains(needle: str, then: Reply, otherwise: Reply) -> Callable
 
 class FakeMessagesAPI:
     def __init__(self, *replies: Reply, model: str = "claude-opus-5-5", validate: bool = True,
-                 chunk: int = 24, judge_default: Reply | None = None) -> None:
+                 chunk: int = 24, judge_default: Reply | None = None, agent_default: Reply | None = None) -> None:
         self.model = model
         self.validate = validate
         self.chunk = chunk  # characters per streamed delta
@@ -166,6 +166,9 @@ class FakeMessagesAPI:
         self._queue: deque[Reply] = deque(replies)
         # With a default (or a judge script), the judge's requests are answered apart from the agent's queue.
         self.judge_default = judge_default
+        # With a default, the agent's requests beyond the script are answered by it: a callable that reads the
+        # conversation serves any number of runs at once (a campaign's repositories), in any order.
+        self.agent_default = agent_default
         self._judge: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -250,7 +253,7 @@ class FakeMessagesAPI:
                 problem = self._check(headers, body) if self.validate else None
             except (AttributeError, KeyError, TypeError) as exc:  # a shape the checks did not expect
                 problem = f"malformed request: {exc!r}"
-            queue, default = self._queue, None
+            queue, default = self._queue, self.agent_default
             if _is_judge(body) and (self._judge or self.judge_default is not None):
                 queue, default = self._judge, self.judge_default  # the judge's own script, see `script_judge`
             if problem is None and not queue and default is None:

@@ -87,7 +87,7 @@ def test_other_events_are_ignored_with_a_reason(sqlite_honk: tuple[HonkState, ht
     state, client = sqlite_honk
     answer = post_delivery(client, "issues", labeled_payload(label="bug"))
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ignored", "reason": "the label 'bug' is not 'honk'"}
+    assert answer.json() == {"status": "ignored", "reason": "the label 'bug' is not 'honk' or 'honk-campaign'"}
     assert job_count(state) == 0
 
 

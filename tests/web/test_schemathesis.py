@@ -150,7 +150,8 @@ def honest_schema(schema: dict[str, Any]) -> dict[str, Any]:
 OPERATIONS = {"POST /api/github/webhooks", "GET /setup", "GET /setup/callback", "GET /login", "POST /login",
               "POST /logout", "GET /jobs", "GET /jobs/{job_id}", "GET /api/jobs/{job_id}", "GET /metrics",
               "GET /healthz", "GET /", "GET /spend", "GET /api/spend", "POST /api/slack/events", "GET /slack/link",
-              "GET /auth/github/callback"}
+              "GET /auth/github/callback", "GET /campaigns", "GET /campaigns/{campaign_id}", "GET /api/campaigns",
+              "GET /api/campaigns/{campaign_id}"}
 
 
 @pytest.fixture(params=[("open", "sqlite"), ("open", "postgres"), ("token", "sqlite")],

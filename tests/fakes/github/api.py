@@ -1,6 +1,7 @@
 """What the routes share: the `GitHub` dependency (the `FakeGitHub` an app serves, from `app.state.github`),
 `gate` (record the request, then apply the delay and failure a test scripted for its route), JSON bodies,
-repository lookup behind installation-token auth, and GitHub's `Link`-header pagination."""
+repository lookup behind installation-token auth (which also refuses writes to an archived repository, as GitHub
+does), and GitHub's `Link`-header pagination."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from tests.fakes.github.auth import installation_token
 from tests.fakes.github.errors import error, injected_failure, not_found
 from tests.fakes.github.fake import FakeGitHub
 from tests.fakes.github.state import Recorded, _Repo
+
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+#: GitHub's words for a write to an archived repository (403).
+ARCHIVED_MESSAGE = "Repository was archived so is read-only."
 
 
 async def github(request: Request) -> FakeGitHub:
@@ -58,12 +63,15 @@ async def json_body(request: Request) -> dict[str, Any]:
 
 
 async def repository(gh: FakeGitHub, request: Request, route: str, owner: str, name: str) -> tuple[_Repo, str]:
-    """`gate`, then the repository, when the request's installation token may see it, and the base URL."""
+    """`gate`, then the repository, when the request's installation token may see it, and the base URL. A write
+    (POST, PATCH, PUT, DELETE) to an archived repository is GitHub's 403."""
     await gate(gh, request, route)
     installation = installation_token(gh, request)
     repo = gh._repos.get(f"{owner}/{name}".lower())
     if repo is None or repo.installation_id != installation:
         raise not_found()
+    if repo.archived and request.method.upper() in WRITE_METHODS:
+        raise error(403, ARCHIVED_MESSAGE)
     return repo, base(request)
 
 
@@ -81,8 +89,9 @@ def pull_of(repo: _Repo, number: int) -> dict[str, Any]:
     return pull
 
 
-def paginate(request: Request, items: list[Any]) -> JSONResponse:
-    """One page of `items` (`per_page`, `page`), with GitHub's `Link` header to the others."""
+def page_of(request: Request, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+    """One page of `items` (`per_page`, default 30, at most 100; `page`) and GitHub's `Link` header to the
+    others (`prev`, `first`, `next`, `last`), if any."""
     try:
         per_page = min(max(int(request.query_params.get("per_page", 30)), 1), 100)
         page = max(int(request.query_params.get("page", 1)), 1)
@@ -100,4 +109,10 @@ def paginate(request: Request, items: list[Any]) -> JSONResponse:
     if page < last:
         links += [link(page + 1, "next"), link(last, "last")]
     headers = {"link": ", ".join(links)} if links else {}
-    return JSONResponse(items[(page - 1) * per_page:page * per_page], headers=headers)
+    return items[(page - 1) * per_page:page * per_page], headers
+
+
+def paginate(request: Request, items: list[Any]) -> JSONResponse:
+    """One page of `items` (`per_page`, `page`), with GitHub's `Link` header to the others."""
+    page, headers = page_of(request, items)
+    return JSONResponse(page, headers=headers)

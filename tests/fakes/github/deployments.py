@@ -78,7 +78,7 @@ def deployment_status_created(fake: FakeGitHub, repo: str, sha: str, *, ref: str
 
 def pull_request_closed(fake: FakeGitHub, repo: str, number: int, sender: str, *, merged: bool) -> dict[str, Any]:
     """Merge or close pull request `number` as `sender`; the `pull_request.closed` payload."""
-    fake.set_pull_state(repo, number, "merged" if merged else "closed")
+    fake.set_pull_state(repo, number, "merged" if merged else "closed", user=sender if merged else None)
     r = fake._repo(repo)
     with fake._lock:
         b = fake.base_url

@@ -3,16 +3,23 @@
 Commits are made without a work tree (`_commit`), tests inspect branches, history, files and diffs, and git's
 smart HTTP is the real `git http-backend` run as a CGI (`_http_backend`), which records the refs each push
 changed in `pushes`. The routes that reach it, and their Basic auth, are in `routes/git.py`.
+
+Many repositories at once (`create_fleet`) skip git's subprocesses: a copy of one freshly initialized bare
+repository (`_bare_template`) gets its first commit written as loose objects by Python (`_write_initial_commit`),
+byte for byte what git writes, so each stays an ordinary, independent bare repository.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import os
 import re
+import shutil
 import subprocess
 import tempfile
+import time
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -118,6 +125,73 @@ class Git(State):
             sha = self._out(repo, *args, input=message.encode(), env=env)
         self._git(repo, "update-ref", f"refs/heads/{branch}", sha, parent or ZERO)
         return sha
+
+    # ----------------------------------------------------------------------------------------- fast creation
+
+    def _bare_template(self, directory: Path, default_branch: str) -> Path:
+        """A fresh bare repository (pushes allowed, no sample hooks) in `directory`, to be copied."""
+        template = directory / "template.git"
+        subprocess.run(["git", "init", "--bare", "--quiet", f"--initial-branch={default_branch}", str(template)],
+                       env=self._git_env(), check=True, capture_output=True)
+        subprocess.run(["git", "config", "http.receivepack", "true"], cwd=template, env=self._git_env(), check=True,
+                       capture_output=True)
+        for sample in (template / "hooks").glob("*"):
+            sample.unlink()
+        return template
+
+    @staticmethod
+    def _write_object(path: Path, kind: str, data: bytes) -> str:
+        """Store one loose object in the bare repository at `path`, as `git hash-object -w` does; its SHA."""
+        raw = f"{kind} {len(data)}\0".encode() + data
+        sha = hashlib.sha1(raw).hexdigest()
+        target = path / "objects" / sha[:2] / sha[2:]
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(zlib.compress(raw, 1))
+        return sha
+
+    def _write_tree(self, path: Path, files: Mapping[str, str | bytes]) -> str:
+        """The tree of `files` (path -> content), subtrees included, written as loose objects; its SHA."""
+        root: dict[str, Any] = {}
+        for file_path, content in files.items():
+            *dirs, leaf = file_path.strip("/").split("/")
+            node = root
+            for part in dirs:
+                node = node.setdefault(part, {})
+            node[leaf] = content.encode() if isinstance(content, str) else content
+
+        def write(node: dict[str, Any]) -> str:
+            entries = []
+            for name, value in node.items():
+                if isinstance(value, dict):  # git orders a subtree as if its name ended with "/"
+                    entries.append(((name + "/").encode(), b"40000 ", name, write(value)))
+                else:
+                    entries.append((name.encode(), b"100644 ", name, self._write_object(path, "blob", value)))
+            body = b"".join(mode + name.encode() + b"\0" + bytes.fromhex(sha)
+                            for _, mode, name, sha in sorted(entries, key=lambda e: e[0]))
+            return self._write_object(path, "tree", body)
+
+        return write(root)
+
+    def _write_initial_commit(self, path: Path, branch: str, files: Mapping[str, str | bytes], message: str,
+                              author: tuple[str, str]) -> str:
+        """The first commit of `branch` in a bare repository without one (a copy of `_bare_template`), written
+        without git; HEAD names `branch`. Returns the commit's SHA."""
+        tree = self._write_tree(path, files)
+        stamp = f"{int(time.time())} +0000"
+        person = f"{author[0]} <{author[1]}> {stamp}"
+        sha = self._write_object(path, "commit", f"tree {tree}\nauthor {person}\ncommitter {person}\n\n{message}\n"
+                                 .encode())
+        ref = path / "refs" / "heads" / branch
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(sha + "\n")
+        (path / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+        return sha
+
+    @staticmethod
+    def _copy_bare(template: Path, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(template, path)
 
     def _hunk(self, repo: _Repo, pull: dict[str, Any], path: str, line: int) -> str:
         """The diff hunk GitHub shows above a review comment: its hunk, cut after the commented line."""

@@ -7,7 +7,8 @@ Callers of the `_` helpers hold the lock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,24 +26,79 @@ class Records(Git):
 
     def create_repo(self, full_name: str, files: Mapping[str, str | bytes] | None = None,
                     default_branch: str = "main", private: bool = False, *, description: str | None = None,
-                    installation_id: int | None = None) -> Path:
-        """A bare repository with one commit of `files` on `default_branch`; returns its path on disk."""
+                    installation_id: int | None = None, topics: Sequence[str] = (), language: str | None = None,
+                    archived: bool = False) -> Path:
+        """A bare repository with one commit of `files` on `default_branch`; returns its path on disk. `topics`,
+        `language` and `archived` show in its JSON; an archived repository is read-only (see `archive_repo`)."""
         owner, name = full_name.split("/")
         with self._lock:
-            if full_name.lower() in self._repos:
-                raise ValueError(f"{full_name} exists")
             path = self._root / owner / f"{name}.git"
+            repo = self._add_repo(owner, name, path, default_branch=default_branch, private=private,
+                                  description=description, installation_id=installation_id, topics=topics,
+                                  language=language, archived=archived)
             path.mkdir(parents=True)
-            if owner not in self._users:
-                self.register_user(owner, "Organization")
-            repo = _Repo(self._new_id(), owner, name, path, default_branch, private,
-                         installation_id or self.installation_id, description, iso())
             self._git(repo, "init", "--bare", "--quiet", f"--initial-branch={default_branch}")
             self._git(repo, "config", "http.receivepack", "true")
             self._commit(repo, default_branch, files or {"README.md": f"# {name}\n"}, "Initial commit",
                          OCTOCAT, OCTOCAT)
             self._repos[full_name.lower()] = repo
         return path
+
+    def create_fleet(self, count: int, *, owner: str = "acme", prefix: str = "svc",
+                     files: Mapping[str, str | bytes] | None = None,
+                     every: Callable[[int], Mapping[str, Any] | None] | None = None,
+                     installation_id: int | None = None) -> list[str]:
+        """`count` repositories `owner/prefix-000`, `owner/prefix-001`, ... of one installation (the fake's
+        `installation_id` unless given), each with one commit of `files` (by default a `README.md` naming it) on
+        `main`; returns their full names, in order. `every(index)` may return overrides for one repository:
+        `files` (merged over the default files; None deletes one), `topics`, `language`, `archived`,
+        `description`, `private`, `default_branch`. For example, only every third one with a `package.json`:
+        `every=lambda i: {"files": {"package.json": "{}"}, "language": "TypeScript"} if i % 3 == 0 else None`.
+
+        Fast (no git subprocess per repository: a copy of one template bare repository, its first commit written
+        by Python), and each is still an independent bare repository served by `git http-backend`."""
+        allowed = {"files", "topics", "language", "archived", "description", "private", "default_branch"}
+        names: list[str] = []
+        with self._lock, tempfile.TemporaryDirectory(dir=self._root, prefix=".fleet-") as scratch:
+            templates: dict[str, Path] = {}
+            for index in range(count):
+                name = f"{prefix}-{index:03d}"
+                extra = dict((every(index) if every else None) or {})
+                if set(extra) - allowed:
+                    raise ValueError(f"every({index}) gave unknown keys {sorted(set(extra) - allowed)}")
+                content: dict[str, str | bytes | None] = dict(files or {"README.md": f"# {name}\n"})
+                content.update(extra.pop("files", None) or {})
+                branch = extra.pop("default_branch", "main")
+                path = self._root / owner / f"{name}.git"
+                repo = self._add_repo(owner, name, path, default_branch=branch, installation_id=installation_id,
+                                      **extra)
+                if branch not in templates:
+                    templates[branch] = self._bare_template(Path(scratch) / branch.replace("/", "_"), branch)
+                self._copy_bare(templates[branch], path)
+                self._write_initial_commit(path, branch, {k: v for k, v in content.items() if v is not None},
+                                           "Initial commit", OCTOCAT)
+                self._repos[repo.full_name.lower()] = repo
+                names.append(repo.full_name)
+        return names
+
+    def archive_repo(self, full_name: str, *, archived: bool = True) -> None:
+        """Archive a repository (or unarchive it, `archived=False`): then, as on GitHub, REST writes to it answer
+        403 "Repository was archived so is read-only." and pushes are refused; reads and clones still work."""
+        with self._lock:
+            self._repo(full_name).archived = archived
+
+    def _add_repo(self, owner: str, name: str, path: Path, *, default_branch: str = "main", private: bool = False,
+                  description: str | None = None, installation_id: int | None = None, topics: Sequence[str] = (),
+                  language: str | None = None, archived: bool = False) -> _Repo:
+        """A new repository's record (not yet listed in `_repos`; its bare repository is the caller's to make)."""
+        full_name = f"{owner}/{name}"
+        if full_name.lower() in self._repos or path.exists():
+            raise ValueError(f"{full_name} exists")
+        if owner not in self._users:
+            self.register_user(owner, "Organization")
+        return _Repo(self._new_id(), owner, name, path, default_branch, private,
+                     installation_id or self.installation_id, description, iso(), topics=list(topics),
+                     language=language, archived=archived)
 
     def commit_files(self, repo: str, branch: str, files: Mapping[str, str | bytes | None], message: str,
                      author: str | tuple[str, str] = "Octo Cat <octocat@github.com>") -> str:
@@ -64,6 +120,14 @@ class Records(Git):
             for label in labels or []:
                 self._add_label(r, number, label)
             return number
+
+    def edit_issue(self, repo: str, number: int, *, title: str | None = None, body: str | None = None) -> None:
+        """Change an issue's title or body, as its author editing it on GitHub would."""
+        r = self._repo(repo)
+        with self._lock:
+            issue = r.issues[number]
+            issue.update({k: v for k, v in (("title", title), ("body", body)) if v is not None})
+            issue["updated_at"] = iso()
 
     def add_label(self, repo: str, number: int, label: str) -> dict[str, Any]:
         """Put a label on an issue or pull request (creating the label); returns the label."""
@@ -110,15 +174,33 @@ class Records(Git):
             self._new_pull(r, issue["number"], head, base, head_sha, base_sha, draft=False)
             return issue["number"]
 
-    def set_pull_state(self, repo: str, number: int, state: str) -> None:
-        """Close (`closed`), reopen (`open`) or merge (`merged`, no merge commit is made) a pull request."""
+    def set_pull_state(self, repo: str, number: int, state: str, *, user: str | None = None) -> None:
+        """Close (`closed`), reopen (`open`) or merge (`merged`, by `user`; no merge commit is made) a pull
+        request."""
         r = self._repo(repo)
         with self._lock:
             pull, issue, now = r.pulls[number], r.issues[number], iso()
             pull["state"] = issue["state"] = "open" if state == "open" else "closed"
             pull["closed_at"] = issue["closed_at"] = None if state == "open" else now
             pull["merged_at"] = now if state == "merged" else None
+            pull["merged_by"] = user if state == "merged" else None
+            pull["merge_commit_sha"] = None
             pull["updated_at"] = issue["updated_at"] = now
+
+    def merge_pull(self, repo: str, number: int, user: str = "alice", *, method: str = "merge") -> str:
+        """Merge an open pull request as `user` would on GitHub's page: a real merge (`merge`, or a `squash`
+        or `rebase` made as one commit) on its base branch, recorded with `merged_at`, `merged_by` and
+        `merge_commit_sha`. Returns the new commit's SHA; ValueError when it is not open or conflicts."""
+        r = self._repo(repo)
+        with self._lock:
+            pull = r.pulls.get(number)
+            if pull is None or r.issues[number]["state"] != "open":
+                raise ValueError(f"{repo}#{number} is not an open pull request")
+            self._refresh_head(r, pull)
+            sha = self._merge(r, pull, by=user, method=method)
+            if sha is None:
+                raise ValueError(f"{repo}#{number} does not merge cleanly")
+            return sha
 
     # ----------------------------------------------------------------------------------------- making records
 
@@ -135,8 +217,34 @@ class Records(Git):
                   draft: bool) -> dict[str, Any]:
         repo.pulls[number] = {"number": number, "id": self._new_id(), "head": head, "base": base,
                               "head_sha": head_sha, "base_sha": base_sha, "draft": draft, "merged_at": None,
-                              "reviewers": [], "state": "open"}
+                              "merged_by": None, "merge_commit_sha": None, "reviewers": [], "state": "open"}
         return repo.pulls[number]
+
+    def _merge(self, repo: _Repo, pull: dict[str, Any], *, by: str, method: str = "merge",
+               title: str | None = None, message: str | None = None) -> str | None:
+        """Merge `pull` (its head refreshed) into its base as `by` (the App's bot, or a person, with GitHub as
+        committer) and close it as merged; the new commit's SHA, or None (nothing changed) on a conflict."""
+        number, issue = pull["number"], repo.issues[pull["number"]]
+        base_sha = self._branch_sha(repo, pull["base"]) or pull["base_sha"]
+        merged = self._git(repo, "merge-tree", "--write-tree", base_sha, pull["head_sha"], check=False)
+        if merged.returncode != 0:
+            return None
+        tree = merged.stdout.decode().split()[0]
+        title = title or (f"{issue['title']} (#{number})" if method == "squash" else
+                          f"Merge pull request #{number} from {repo.owner}/{pull['head']}")
+        text = f"{title}\n\n{message}" if message else title
+        parents = ["-p", base_sha] + (["-p", pull["head_sha"]] if method == "merge" else [])
+        email = self.bot_email if by == self.bot_login else f"{self._register(by)}+{by}@users.noreply.github.com"
+        env = {"GIT_AUTHOR_NAME": by, "GIT_AUTHOR_EMAIL": email,
+               "GIT_COMMITTER_NAME": "GitHub", "GIT_COMMITTER_EMAIL": "noreply@github.com"}
+        sha = self._out(repo, "commit-tree", tree, *parents, "-F", "-", input=text.encode(), env=env)
+        self._git(repo, "update-ref", f"refs/heads/{pull['base']}", sha, base_sha)
+        now = iso()
+        pull["state"] = issue["state"] = "closed"
+        pull["merged_at"] = pull["closed_at"] = issue["closed_at"] = now
+        pull["base_sha"], pull["updated_at"], issue["updated_at"] = base_sha, now, now
+        pull["merged_by"], pull["merge_commit_sha"] = by, sha
+        return sha
 
     def _add_label(self, repo: _Repo, number: int, name: str) -> dict[str, Any]:
         label = repo.labels.get(name.lower())

@@ -17,6 +17,12 @@ from tests.fakes.github.records import Records
 from tests.fakes.github.state import _Repo, iso, node_id
 
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
+#: A repository's merge settings: in its full JSON, and in the `head.repo` and `base.repo` of `pull_request` events.
+MERGE_SETTINGS = {"allow_squash_merge": True, "allow_merge_commit": True, "allow_rebase_merge": True,
+                  "allow_auto_merge": False, "delete_branch_on_merge": False, "allow_update_branch": False,
+                  "use_squash_pr_title_as_default": False, "squash_merge_commit_message": "COMMIT_MESSAGES",
+                  "squash_merge_commit_title": "COMMIT_OR_PR_TITLE", "merge_commit_message": "PR_TITLE",
+                  "merge_commit_title": "MERGE_MESSAGE"}
 
 
 class Shapes(Records):
@@ -55,7 +61,7 @@ class Shapes(Records):
     def _association(self, repo: _Repo, login: str) -> str:
         if login == repo.owner:
             return "OWNER"
-        role = self.permissions.get(login)
+        role = self.role_of(repo.full_name, login)
         if role in ("admin", "maintain", "write", "triage", "read"):
             return "MEMBER" if self._users[repo.owner][1] == "Organization" else "COLLABORATOR"
         return "NONE"
@@ -90,11 +96,11 @@ class Shapes(Records):
             "statuses_url": f"{api}/statuses/{{sha}}", "subscribers_url": f"{api}/subscribers",
             "subscription_url": f"{api}/subscription", "tags_url": f"{api}/tags", "teams_url": f"{api}/teams",
             "trees_url": f"{api}/git/trees{{/sha}}", "clone_url": f"{b}/{full}.git", "mirror_url": None,
-            "hooks_url": f"{api}/hooks", "svn_url": html, "homepage": None, "language": None, "forks_count": 0,
+            "hooks_url": f"{api}/hooks", "svn_url": html, "homepage": None, "language": repo.language, "forks_count": 0,
             "stargazers_count": 0, "watchers_count": 0, "size": 1, "default_branch": repo.default_branch,
-            "open_issues_count": open_issues, "is_template": False, "topics": [], "has_issues": True,
+            "open_issues_count": open_issues, "is_template": False, "topics": list(repo.topics), "has_issues": True,
             "has_projects": True, "has_wiki": True, "has_pages": False, "has_downloads": True,
-            "has_discussions": False, "archived": False, "disabled": False,
+            "has_discussions": False, "archived": repo.archived, "disabled": False,
             "visibility": "private" if repo.private else "public", "pushed_at": pushed,
             "created_at": repo.created_at, "updated_at": pushed, "allow_forking": True,
             "web_commit_signoff_required": False, "license": None, "forks": 0, "open_issues": open_issues,
@@ -103,13 +109,7 @@ class Shapes(Records):
         if complete:
             data.update({"permissions": {"admin": False, "maintain": False, "push": True, "triage": True,
                                          "pull": True},
-                         "temp_clone_token": "", "allow_squash_merge": True, "allow_merge_commit": True,
-                         "allow_rebase_merge": True, "allow_auto_merge": False, "delete_branch_on_merge": False,
-                         "allow_update_branch": False, "use_squash_pr_title_as_default": False,
-                         "squash_merge_commit_message": "COMMIT_MESSAGES",
-                         "squash_merge_commit_title": "COMMIT_OR_PR_TITLE",
-                         "merge_commit_message": "PR_TITLE", "merge_commit_title": "MERGE_MESSAGE",
-                         "subscribers_count": 0, "network_count": 0})
+                         "temp_clone_token": "", **MERGE_SETTINGS, "subscribers_count": 0, "network_count": 0})
             if self._users[repo.owner][1] == "Organization":
                 data["organization"] = self._user(b, repo.owner)
         return data
@@ -217,7 +217,7 @@ class Shapes(Records):
             "body": issue["body"], "labels": [self._label_json(b, repo, name) for name in issue["labels"]],
             "milestone": None, "active_lock_reason": None, "created_at": issue["created_at"],
             "updated_at": issue["updated_at"], "closed_at": issue["closed_at"], "merged_at": pull["merged_at"],
-            "merge_commit_sha": None, "assignee": None, "assignees": [],
+            "merge_commit_sha": pull.get("merge_commit_sha"), "assignee": None, "assignees": [],
             "requested_reviewers": [self._user(b, login) for login in pull["reviewers"]], "requested_teams": [],
             "head": side(pull["head"], pull["head_sha"]), "base": side(pull["base"], pull["base_sha"]),
             "_links": {k: {"href": v} for k, v in links.items()},
@@ -235,8 +235,8 @@ class Shapes(Records):
             "merged": pull["merged_at"] is not None, "mergeable": (merge.returncode == 0) if open_ else None,
             "rebaseable": (merge.returncode == 0) if open_ else None,
             "mergeable_state": ("clean" if merge.returncode == 0 else "dirty") if open_ else "unknown",
-            "merged_by": None, "comments": sum(1 for c in self._comments.values()
-                                               if c["repo"] == repo.full_name and c["number"] == n),
+            "merged_by": self._user(b, pull["merged_by"]) if pull.get("merged_by") else None,
+            "comments": sum(1 for c in self._comments.values() if c["repo"] == repo.full_name and c["number"] == n),
             "review_comments": sum(1 for c in self._review_comments.values()
                                    if c["repo"] == repo.full_name and c["pr"] == n),
             "maintainer_can_modify": False,

@@ -82,6 +82,9 @@ class _Repo:
     description: str | None
     created_at: str
     next_number: int = 1
+    topics: list[str] = field(default_factory=list)
+    language: str | None = None
+    archived: bool = False  # read-only: writes over REST answer 403 and pushes are refused
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -96,7 +99,8 @@ class State:
     app_id: int
     private_key_pem: str = field(repr=False)
     slug: str = "honk-test"
-    permissions: dict[str, str] = field(default_factory=dict)
+    permissions: dict[str, str] = field(default_factory=dict)  # login -> role, on every repository
+    repo_permissions: dict[str, dict[str, str]] = field(default_factory=dict)  # full name -> login -> role first
     delays: dict[str, float] = field(default_factory=dict)
     failures: dict[str, list[int | str]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
@@ -171,6 +175,22 @@ class State:
     def bot_email(self) -> str:
         """The noreply address GitHub attributes to the App's bot in commits."""
         return f"{self._register(self.bot_login, 'Bot')}+{self.bot_login}@users.noreply.github.com"
+
+    def set_permission(self, repo: str, login: str, role: str) -> None:
+        """Give `login` the `role` (`admin`, `maintain`, `write`, `triage`, `read`, or `none` for no access) on
+        one repository, over its role in `permissions`."""
+        with self._lock:
+            known = self._repos.get(repo.lower())
+            self.repo_permissions.setdefault(known.full_name if known else repo, {})[login] = role
+
+    def role_of(self, repo: str, login: str) -> str | None:
+        """`login`'s role on the repository: from `repo_permissions` (by full name, any case), else from
+        `permissions`; None when neither names it."""
+        with self._lock:
+            for name, roles in self.repo_permissions.items():
+                if name.lower() == repo.lower() and login in roles:
+                    return roles[login]
+            return self.permissions.get(login)
 
     def expire_tokens(self) -> None:
         """Make every installation token issued so far expire now."""

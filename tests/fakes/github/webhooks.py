@@ -1,9 +1,11 @@
 """GitHub's webhooks: signed deliveries to the App's webhook URL, and the payloads GitHub would send.
 
 `Webhooks` adds `webhook_target`, `deliver` and `redeliver` (recorded in `deliveries`), and builders that
-make a change as a user and return its event's payload (`issues_labeled`, `issue_comment_created`) or the
-payload for a record made earlier (`pull_request_review_submitted`, `pull_request_review_comment_created`,
-`check_suite_completed`, `check_run_rerequested`, `workflow_run_completed`).
+make a change as a user and return its event's payload (`issues_labeled`, `issue_comment_created`,
+`pull_request_closed`) or the payload for a record made earlier (`pull_request_review_submitted`,
+`pull_request_review_comment_created`, `check_suite_completed`, `check_run_rerequested`, `workflow_run_completed`).
+The pull request in a review's payload, and those in a check suite's `pull_requests`, carry their head's ref and
+SHA as GitHub's do.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import httpx
 
 from tests.fakes.github.checks import Checks
+from tests.fakes.github.shapes import MERGE_SETTINGS
 from tests.fakes.github.state import Delivery, _Repo, node_id
 
 
@@ -68,6 +71,27 @@ class Webhooks(Checks):
             b = self.base_url
             return {"action": "created", "issue": self._issue_json(b, r, r.issues[number]),
                     "comment": self._comment_json(b, r, comment), **self._envelope(b, r, sender)}
+
+    def pull_request_closed(self, repo: str, number: int, *, merged: bool, sender: str = "alice") -> dict[str, Any]:
+        """Close the pull request as `sender` (`merged`: merge it, with a real merge commit when it merges cleanly,
+        else marked merged without one) and return the `pull_request.closed` payload. A pull request already
+        closed (say by `merge_pull`) is left as it is: the payload then tells of that."""
+        r = self._repo(repo)
+        with self._lock:
+            pull, issue = r.pulls[number], r.issues[number]
+            if issue["state"] == "open":
+                self._refresh_head(r, pull)
+                if not merged:
+                    self.set_pull_state(repo, number, "closed")
+                elif self._merge(r, pull, by=sender) is None:
+                    self.set_pull_state(repo, number, "merged", user=sender)
+            elif merged and not pull["merged_at"]:
+                raise ValueError(f"{repo}#{number} was closed without being merged")
+            b = self.base_url
+            shaped = self._pull_json(b, r, pull)
+            for side in ("head", "base"):  # a pull_request event's repositories carry their merge settings
+                shaped[side]["repo"] = {**shaped[side]["repo"], **MERGE_SETTINGS}
+            return {"action": "closed", "number": number, "pull_request": shaped, **self._envelope(b, r, sender)}
 
     def pull_request_review_submitted(self, repo: str, pr: int, review_id: int) -> dict[str, Any]:
         """The `pull_request_review.submitted` payload for a review made with `add_review`."""

@@ -1,5 +1,6 @@
-"""GitHub's Apps API, authenticated with the App's JWT: the App itself, installation access tokens, and a
-repository's installation."""
+"""GitHub's Apps API: with the App's JWT, the App itself, installation access tokens, and a repository's
+installation; with an installation token, the repositories of its installation (`GET /installation/repositories`,
+route name `installation_repositories`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
-from tests.fakes.github.api import GitHub, base, gate
-from tests.fakes.github.auth import app_jwt
+from tests.fakes.github.api import GitHub, base, gate, page_of
+from tests.fakes.github.auth import app_jwt, installation_token
 from tests.fakes.github.errors import not_found
 from tests.fakes.github.state import iso
 
@@ -56,3 +58,19 @@ async def repo_installation(owner: str, name: str, request: Request, gh: GitHub)
             "events": gh._app_json(b)["events"], "created_at": "2026-01-01T00:00:00Z",
             "updated_at": "2026-01-01T00:00:00Z", "single_file_name": None, "has_multiple_single_files": False,
             "single_file_paths": [], "suspended_by": None, "suspended_at": None}
+
+
+@router.get("/installation/repositories")
+async def installation_repositories(request: Request, gh: GitHub) -> JSONResponse:
+    """The token's installation's repositories (all of them: this fake's installations select all), by full name,
+    a page at a time (`per_page`, default 30, at most 100; `page`) with GitHub's `Link` header."""
+    await gate(gh, request, "installation_repositories")
+    installation = installation_token(gh, request)
+    b = base(request)
+    with gh._lock:
+        repos = sorted((r for r in gh._repos.values() if r.installation_id == installation),
+                       key=lambda r: r.full_name.lower())
+        page, headers = page_of(request, repos)
+        shaped = [gh._repo_json(b, repo) for repo in page]
+    return JSONResponse({"total_count": len(repos), "repository_selection": "all", "repositories": shaped},
+                        headers=headers)

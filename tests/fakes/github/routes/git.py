@@ -1,6 +1,7 @@
 """Git's smart HTTP as GitHub serves it: fetch (`info/refs`, `git-upload-pack`) and push
 (`git-receive-pack`), with Basic auth `x-access-token:<installation token>`, answered by `git http-backend`
-(see `tests.fakes.github.git`). Failures are git's plain text, not JSON, and carry no rate-limit headers."""
+(see `tests.fakes.github.git`). Failures are git's plain text, not JSON, and carry no rate-limit headers. An
+archived repository can be fetched but not pushed to (403, with GitHub's words, at the push's first request)."""
 
 from __future__ import annotations
 
@@ -40,4 +41,8 @@ async def _git_http(gh: FakeGitHub, request: Request, route: str, owner: str, na
     repo = gh._repos.get(f"{owner}/{name}".lower())
     if repo is None or repo.installation_id != installation:
         return Response(b"Repository not found.\n", status_code=404, media_type="text/plain")
+    pushing = path_info == "git-receive-pack" or request.query_params.get("service") == "git-receive-pack"
+    if pushing and repo.archived:
+        return Response(b"This repository was archived so it is read-only.\n", status_code=403,
+                        media_type="text/plain")
     return await gh._http_backend(request, repo, path_info)

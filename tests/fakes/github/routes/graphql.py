@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from tests.fakes.github.api import GitHub, base, gate, json_body
+from tests.fakes.github.api import ARCHIVED_MESSAGE, GitHub, base, gate, json_body
 from tests.fakes.github.auth import installation_token
 from tests.fakes.github.fake import FakeGitHub
 
@@ -59,6 +59,9 @@ def _resolve_thread(gh: FakeGitHub, b: str, installation: int, resolve: re.Match
     if thread is None or repo is None or repo.installation_id != installation:
         return _not_found({field_name: None}, [field_name],
                           f"Could not resolve to a node with the global id of '{thread_id}'")
+    if repo.archived:
+        return JSONResponse({"data": {field_name: None}, "errors": [{"type": "FORBIDDEN", "path": [field_name],
+                                                                      "locations": [], "message": ARCHIVED_MESSAGE}]})
     thread["resolved"] = resolve.group(1) is None
     return JSONResponse({"data": {field_name: {"thread": gh._thread_json(b, thread)}}})
 

@@ -132,27 +132,14 @@ async def merge_pull(owner: str, name: str, number: int, request: Request, gh: G
         required = int(getattr(gh, "required_approvals", {}).get(repo.full_name, 0))
         approved = {r["user"] for r in gh._reviews.values()
                     if (r["repo"], r["pr"], r["state"]) == (repo.full_name, number, "APPROVED")
-                    and gh.permissions.get(r["user"]) in ("write", "maintain", "admin")}
+                    and gh.role_of(repo.full_name, r["user"]) in ("write", "maintain", "admin")}
         if len(approved) < required:
             raise error(405, f"At least {required} approving review{'s are' if required > 1 else ' is'} required "
                              "by reviewers with write access.")
-        base_sha = gh._branch_sha(repo, pull["base"]) or pull["base_sha"]
-        merged = gh._git(repo, "merge-tree", "--write-tree", base_sha, pull["head_sha"], check=False)
-        if merged.returncode != 0:
+        sha = gh._merge(repo, pull, by=gh.bot_login, method=method, title=data.get("commit_title"),
+                        message=data.get("commit_message"))
+        if sha is None:
             raise error(405, "Pull Request is not mergeable")
-        tree = merged.stdout.decode().split()[0]
-        title = data.get("commit_title") or (f"{issue['title']} (#{number})" if method == "squash" else
-                                             f"Merge pull request #{number} from {repo.owner}/{pull['head']}")
-        message = f"{title}\n\n{data['commit_message']}" if data.get("commit_message") else title
-        parents = ["-p", base_sha] + (["-p", pull["head_sha"]] if method == "merge" else [])
-        env = {"GIT_AUTHOR_NAME": gh.bot_login, "GIT_AUTHOR_EMAIL": gh.bot_email,
-               "GIT_COMMITTER_NAME": "GitHub", "GIT_COMMITTER_EMAIL": "noreply@github.com"}
-        sha = gh._out(repo, "commit-tree", tree, *parents, "-F", "-", input=message.encode(), env=env)
-        gh._git(repo, "update-ref", f"refs/heads/{pull['base']}", sha, base_sha)
-        now = iso()
-        pull["state"] = issue["state"] = "closed"
-        pull["merged_at"] = pull["closed_at"] = issue["closed_at"] = now
-        pull["base_sha"], pull["updated_at"], issue["updated_at"] = base_sha, now, now
         return {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
 
 
@@ -165,7 +152,8 @@ async def request_reviewers(owner: str, name: str, number: int, request: Request
         pull = pull_of(repo, number)
         if repo.issues[number]["user"] in reviewers:
             raise error(422, "Review cannot be requested from pull request author.")
-        if any(login not in gh.permissions for login in reviewers) or data.get("team_reviewers"):
+        outsiders = [login for login in reviewers if gh.role_of(repo.full_name, login) in (None, "none")]
+        if outsiders or data.get("team_reviewers"):
             raise error(422, "Reviews may only be requested from collaborators. One or more of the users or "
                              f"teams you specified is not a collaborator of the {repo.full_name} repository.")
         pull["reviewers"] += [login for login in reviewers if login not in pull["reviewers"]]

@@ -1,5 +1,5 @@
 """GitHub's Repositories API, with an installation token: a collaborator's permission, the repository,
-its contents, a branch, and a git ref."""
+its contents, a branch, a git ref, and a git tree (`get_tree`, of a branch, commit or tree, `recursive` or not)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ router = APIRouter()
 
 @router.get("/repos/{owner}/{repo}/collaborators/{username}/permission")
 async def permission(owner: str, repo: str, username: str, request: Request, gh: GitHub) -> dict[str, Any]:
-    """Answers from `permissions` (login -> role), for any repository."""
+    """Answers from `repo_permissions` for this repository first, then from `permissions` (login -> role, for any
+    repository); a role of `none` is GitHub's answer for a user without access."""
     await gate(gh, request, "permission")
     installation_token(gh, request)
-    role = gh.permissions.get(username)
+    role = gh.role_of(f"{owner}/{repo}", username)
     if role is None:
         raise error(404, f"{username} is not a user")
     user = gh._user(base(request), username)
@@ -32,7 +33,8 @@ async def permission(owner: str, repo: str, username: str, request: Request, gh:
             "user": {**user, "permissions": {"admin": role == "admin",
                                              "maintain": role in ("admin", "maintain"),
                                              "push": role in ("admin", "maintain", "write"),
-                                             "triage": role != "read", "pull": True},
+                                             "triage": role in ("admin", "maintain", "write", "triage"),
+                                             "pull": role != "none"},
                      "role_name": role}}
 
 
@@ -90,3 +92,31 @@ async def get_ref(owner: str, name: str, ref: str, request: Request, gh: GitHub)
     return {"ref": f"refs/{ref}", "node_id": node_id("Ref", int(sha[:7], 16)),
             "url": f"{api}/git/refs/{ref}",
             "object": {"type": "commit", "sha": sha, "url": f"{api}/git/commits/{sha}"}}
+
+
+@router.get("/repos/{owner}/{name}/git/trees/{tree_sha:path}")
+async def get_tree(owner: str, name: str, tree_sha: str, request: Request, gh: GitHub) -> dict[str, Any]:
+    """A tree by its SHA, or that of a commit or a ref (a branch or tag name); with `recursive` (GitHub takes any
+    value, even `0` or `false`, as yes) every entry below it, subtrees included, each under its full path."""
+    repo, b = await repository(gh, request, "get_tree", owner, name)
+    if not tree_sha or tree_sha.startswith("-"):
+        raise not_found()
+    proc = gh._git(repo, "rev-parse", "--verify", "--quiet", f"{tree_sha}^{{tree}}", check=False)
+    sha = proc.stdout.decode().strip()
+    if proc.returncode != 0 or not sha:
+        raise not_found()
+    recursive = "recursive" in request.query_params
+    listing = gh._git(repo, "ls-tree", "-z", "--long", *(["-r", "-t"] if recursive else []), sha).stdout.decode()
+    api = f"{b}/repos/{repo.full_name}"
+    tree = []
+    for entry in filter(None, listing.split("\0")):
+        meta, _, path = entry.partition("\t")
+        mode, kind, object_sha, size = meta.split()
+        item: dict[str, Any] = {"path": path, "mode": mode, "type": kind, "sha": object_sha}
+        if kind == "blob":
+            item["size"] = int(size)
+            item["url"] = f"{api}/git/blobs/{object_sha}"
+        elif kind == "tree":
+            item["url"] = f"{api}/git/trees/{object_sha}"
+        tree.append(item)
+    return {"sha": sha, "url": f"{api}/git/trees/{sha}", "tree": tree, "truncated": False}
