@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     # Worker and queue
     honk_worker_concurrency: int = Field(2, ge=1, le=64)
     honk_lease_seconds: float = Field(60.0, gt=0)
+    # GitHub's content-creation pacing per installation (app/github/pacing.py): `burst` requests back to back, then
+    # one per `interval` seconds. GitHub asks for one second; a GitHub Enterprise Server without those limits, or a
+    # benchmark against a local fake, may set less.
+    honk_github_content_interval: float = Field(1.0, ge=0)
+    honk_github_content_burst: int = Field(20, ge=1)
+    honk_github_content_per_hour: int = Field(500, ge=1)  # GitHub's ceiling of content-creating requests an hour
     honk_poll_seconds: float = Field(0.5, gt=0)
     honk_max_attempts: int = Field(5, ge=1)
     honk_retry_base_seconds: float = Field(10.0, ge=0)

@@ -128,7 +128,10 @@ class GitHubApp:
         self._key = settings.github_private_key.get_secret_value()
         self.base_url = settings.github_api_url
         self.retry = retry or GitHubRetry()
-        self.pacer = pacer or Pacer()  # per App object, and so per process through for_settings
+        # Per App object, and so per process through for_settings.
+        self.pacer = pacer or Pacer(min_interval=settings.honk_github_content_interval,
+                                    burst=settings.honk_github_content_burst,
+                                    per_hour=settings.honk_github_content_per_hour)
         self._tokens: dict[int, InstallationToken] = {}
         self._token_locks: dict[int, asyncio.Lock] = {}
         self._identity: AppIdentity | None = None

@@ -34,6 +34,9 @@ from app.queue.requests import JobKind, JobRequest
 log = logging.getLogger("honk.campaign")
 
 LOOKUPS_AT_ONCE = 8  # GitHub requests in flight while resolving targets (trees, permissions)
+# The status table is edited at most this often while nothing but progress changes: every edit is a content-creating
+# request, which GitHub limits to 500 an hour per installation, and a campaign's pull requests need them more.
+TABLE_EVERY = 10.0
 
 
 # ------------------------------------------------------------------------------------------ the campaign issue
@@ -187,13 +190,24 @@ async def campaign_sync(ctx: JobContext) -> dict[str, Any]:
     if made is None:
         return {"outcome": "no_campaign"}
     app = GitHubApp.for_settings(ctx.settings)
-    news = [p for p in [job.payload, *(j.payload for j in absorbed)] if p.get("news")]
+    payloads = [job.payload, *(j.payload for j in absorbed)]
+    news = [p for p in payloads if p.get("news")]
     recorded = [await _record(app, store, made, j) for j in _latest_per_pull(news)]
+    before = made.state
     advanced = await asyncio.to_thread(store.advance, made.id, _target_job)
     for job_id in advanced.cancel:
         await asyncio.to_thread(ctx.queue.cancel, job_id)
     made = await asyncio.to_thread(store.get, made.id) or made
     targets = await asyncio.to_thread(store.targets, made.id)
+    wait = await _table_wait(store, made)
+    if wait > 0 and made.state == before and not any(p.get("table_now") for p in payloads):
+        # Only progress changed, and the table was edited moments ago: one later run brings it up to date (runs
+        # queued meanwhile fold into it).
+        await asyncio.to_thread(store.sync, made, delay=wait)
+        await ctx.audit.record("campaign.synced", campaign=made.id, state=made.state, news=len(news),
+                               recorded=sum(recorded), queued=[t.repo for t in advanced.queued],
+                               absorbed=[j.id for j in absorbed], table_in_seconds=round(wait, 1))
+        return {"outcome": "synced", "campaign": made.id, "state": made.state, "queued": len(advanced.queued)}
     async with await app.repo(made.installation_id, made.repo) as repo:
         if advanced.rolled_out:
             await repo.comment(made.number, f"🚀 Every canary of campaign #{made.id} is green: rolling out to the "
@@ -266,10 +280,19 @@ async def _show_table(ctx: JobContext, store: CampaignStore, repo: Repo, made: C
         marker = say.TABLE_MARKER.format(id=made.id)
         found = [c for c in await repo.issue_comments(made.number) if marker in (c.get("body") or "")]
         comment_id = found[0]["id"] if found else (await repo.comment(made.number, body))["id"]
-        await asyncio.to_thread(store.set_table_comment, made.id, comment_id)
         if not found:
+            await asyncio.to_thread(store.table_edited, made.id, comment_id)
             return
     await repo.edit_comment(comment_id, body)
+    await asyncio.to_thread(store.table_edited, made.id, comment_id)
+
+
+async def _table_wait(store: CampaignStore, made: Campaign) -> float:
+    """Seconds until the table may be edited again (0: now)."""
+    if made.table_edited_at is None:
+        return 0.0
+    since = (await asyncio.to_thread(store.now) - made.table_edited_at).total_seconds()
+    return max(0.0, TABLE_EVERY - since)
 
 
 def _target_job(made: Campaign, target: Target) -> JobRequest:

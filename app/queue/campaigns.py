@@ -37,6 +37,7 @@ OPENED, NOT_NEEDED, FAILED, STOPPED_TARGET, SKIPPED = "opened", "not_needed", "f
 ACTIVE = (QUEUED, RUNNING)
 FINISHED = (OPENED, NOT_NEEDED, FAILED, STOPPED_TARGET)
 SYNC_DELAY = 1.0  # seconds: news of several pull requests within this is one bookkeeping run
+_TABLE_NOW = {"table_now": True}  # a person's command: the table says what it did at once
 
 
 class CampaignRow(Base):
@@ -54,6 +55,7 @@ class CampaignRow(Base):
     state: Mapped[str] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(Text)  # why it stopped, for the table
     table_comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    table_edited_at: Mapped[datetime | None]  # the table's last edit, so that a busy campaign edits it seldom
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     rollout_at: Mapped[datetime | None]
@@ -131,6 +133,7 @@ class Campaign:
     state: str
     note: str | None
     table_comment_id: int | None
+    table_edited_at: datetime | None
     created_at: datetime
     updated_at: datetime
     rollout_at: datetime | None
@@ -199,7 +202,7 @@ class CampaignStore:
                     session.add(TargetRow(campaign_id=row.id, repo=target, position=position, canary=False,
                                           state=SKIPPED, reason=reason, runs=0, cost_usd=0.0, updated_at=now))
                 session.flush()
-                self._sync_in(session, _campaign(row), now, delay=0.0)
+                self._sync_in(session, _campaign(row), now, delay=0.0, trigger=_TABLE_NOW)
                 return _campaign(row), True
         except IntegrityError:
             existing = self.by_issue(repo, number)
@@ -369,11 +372,17 @@ class CampaignStore:
                 advanced.finished = True
             return advanced
 
-    def set_table_comment(self, campaign_id: int, comment_id: int) -> None:
+    def table_edited(self, campaign_id: int, comment_id: int) -> None:
+        """The status table was written (the comment, when made): now."""
         with self.db.session() as session:
             row = session.get(CampaignRow, campaign_id)
             if row is not None:
-                row.table_comment_id = comment_id
+                row.table_comment_id, row.table_edited_at = comment_id, self.db.now(session)
+
+    def now(self) -> datetime:
+        """The database's clock (what `table_edited_at` and the other times are in)."""
+        with self.db.session() as session:
+            return self.db.now(session)
 
     def sync(self, campaign: Campaign, *, delay: float = SYNC_DELAY, trigger: dict[str, Any] | None = None) -> int:
         """Queue the campaign's bookkeeping (news, free slots, its table)."""
@@ -399,7 +408,7 @@ class CampaignStore:
             if row is None or row.state != CANARY:
                 return None
             row.state, row.rollout_at, row.updated_at = ROLLOUT, now, now
-            self._sync_in(session, _campaign(row), now, delay=0.0)
+            self._sync_in(session, _campaign(row), now, delay=0.0, trigger=_TABLE_NOW)
             return _campaign(row)
 
     def stop(self, campaign_id: int, by: str) -> Stopped:
@@ -418,7 +427,7 @@ class CampaignStore:
                 if target.state in ACTIVE and target.job_id:
                     cancel.append(target.job_id)
                 target.state, target.reason, target.updated_at = STOPPED_TARGET, f"@{by} stopped the campaign", now
-            self._sync_in(session, _campaign(row), now, delay=0.0)
+            self._sync_in(session, _campaign(row), now, delay=0.0, trigger=_TABLE_NOW)
             return Stopped(_campaign(row), cancel)
 
     def retry(self, campaign_id: int) -> list[Target]:
@@ -449,7 +458,7 @@ class CampaignStore:
                 row.state = ROLLOUT if row.rollout_at else CANARY
                 row.note = row.finished_at = None
             row.updated_at = now
-            self._sync_in(session, _campaign(row), now, delay=0.0)
+            self._sync_in(session, _campaign(row), now, delay=0.0, trigger=_TABLE_NOW)
             return again
 
     def cost(self, campaign_id: int) -> float:
@@ -486,8 +495,8 @@ def _target_row(session: Session, campaign_id: int, repo: str) -> TargetRow | No
 
 def _campaign(row: CampaignRow) -> Campaign:
     return Campaign(row.id, row.repo, row.number, row.installation_id, row.requester, row.title, row.task,
-                    dict(row.spec or {}), row.budget_usd, row.state, row.note, row.table_comment_id, row.created_at,
-                    row.updated_at, row.rollout_at, row.finished_at)
+                    dict(row.spec or {}), row.budget_usd, row.state, row.note, row.table_comment_id,
+                    row.table_edited_at, row.created_at, row.updated_at, row.rollout_at, row.finished_at)
 
 
 def _target(row: TargetRow) -> Target:

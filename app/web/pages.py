@@ -385,6 +385,9 @@ def serialise_job(job: Job, events: list[JobEvent]) -> dict[str, Any]:
         "number": job.number,
         "requester": job.requester,
         "status": job.status,
+        # Who waits on it: "person" first; "background" (a campaign's repository) yields to it (README, "Campaigns").
+        "priority": "background" if job.priority else "person",
+        "run_after": _iso(job.run_after),  # when a queued job may next run: "retry at" after a wait for GitHub
         "outcome": result.get("outcome"),
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(20), nullable=False),
         sa.Column("note", sa.Text()),
         sa.Column("table_comment_id", sa.BigInteger()),
+        sa.Column("table_edited_at", sa.DateTime()),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.Column("rollout_at", sa.DateTime()),
