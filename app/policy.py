@@ -207,6 +207,8 @@ def cap_words(scope: Scope, *, spent: float, cap: float, month: str, pending: fl
 def usd(value: float, *, cents: bool = False) -> str:
     if not cents and value == int(value):
         return f"${int(value):,}"
+    if 0 < abs(value) < 0.01:
+        return f"${value:.4f}".rstrip("0")  # a fraction of a cent is not "$0.00"
     return f"${value:,.2f}"
 
 

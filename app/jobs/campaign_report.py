@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from app.agent import Task
+from app.policy import usd
 from app.queue import campaigns as states
 from app.queue.campaigns import Campaign, Target
 
@@ -111,7 +112,7 @@ def plan(campaign: Campaign, targets: Sequence[Target], filtered: int, dashboard
         lines.append(f"First the canaries, {', '.join(f'`{t.repo}`' for t in canaries)}; {then}.")
     budget = campaign.budget_usd
     if budget is not None:
-        lines.append(f"Budget: ${budget:,.2f}; the campaign stops cleanly when it is spent.")
+        lines.append(f"Budget: {usd(budget, cents=True)}; the campaign stops cleanly when it is spent.")
     lines += ["", "| # | Repository | Role |", "|---|---|---|"]
     for place, target in enumerate(chosen[:_PLAN_ROWS], start=1):
         lines.append(f"| {place} | `{target.repo}` | {'canary' if target.canary else 'rollout'} |")
@@ -193,8 +194,8 @@ def summary(numbers: Figures, campaign: Campaign) -> str:
         parts.append(f"{numbers.failed} failed")
     if numbers.skipped:
         parts.append(f"{numbers.skipped} skipped")
-    cost = f"${numbers.cost_usd:,.2f}" + (f" of ${campaign.budget_usd:,.2f}" if campaign.budget_usd is not None
-                                          else "")
+    cost = usd(numbers.cost_usd, cents=True) + (f" of {usd(campaign.budget_usd, cents=True)}"
+                                                 if campaign.budget_usd is not None else "")
     return " · ".join([*parts, cost])
 
 

@@ -33,6 +33,7 @@ import httpx
 from githubkit.exception import GitHubException, RequestFailed
 
 from app.github.client import GitHubApp, GitHubNotConfigured, MergeRefused, can_write
+from app.jobs.campaign_spec import CampaignSpecError, parse_campaign
 from app.queue.context import JobContext, JobFailed
 from app.queue.models import JobStatus
 from app.queue.requests import JobKind, JobRequest
@@ -45,8 +46,6 @@ from app.untyped import as_dict, as_str
 
 log = logging.getLogger("honk.slack.jobs")
 
-CAMPAIGNS_UNAVAILABLE = ("Campaigns are not available yet: Honk cannot yet apply one request across many "
-                         "repositories. Ask one repository at a time: `/honk owner/name <task>`.")
 NO_PULL_YET = "The pull request is not open yet; ask again once it is."
 IN_A_THREAD = "Write `@Honk {word}` in the thread of a request: a slash command does not know which thread it is in."
 MERGE_METHODS = ("merge", "squash", "rebase")  # tried in turn while GitHub says the repository does not allow one
@@ -184,8 +183,7 @@ class SlackJob:
             await self.answer(blocks.problem(command.message))
             return {"outcome": "problem"}
         if isinstance(command, commands.Campaign):
-            await self.answer(blocks.problem(CAMPAIGNS_UNAVAILABLE))
-            return {"outcome": "campaigns_unavailable"}
+            return await self.campaign(command)
         if isinstance(command, commands.Ask):
             return await self.ask(command)
         if isinstance(command, commands.BindChannel):
@@ -280,10 +278,6 @@ class SlackJob:
         the requester's (a writer, checked above): the trigger names the requester as its author, so that the
         model reads the request as their instruction, not as a stranger's data (app/jobs/briefing.py)."""
         delivery = f"{self.request.delivery or f'slack-job:{self.ctx.job.id}'}:issue"
-        subject = f"{writer.repo}#{issue['number']}"
-        for earlier in await asyncio.to_thread(self.ctx.queue.on_subject, subject, limit=50):
-            if earlier.delivery_id == delivery:
-                return earlier.id  # a retry of this job: its request is queued already
         person = _person(writer)
         trigger = {
             "type": "label", "label": self.settings.honk_label, "event": "issues", "action": "labeled",
@@ -297,9 +291,57 @@ class SlackJob:
             "repository": _repository(info),
             "slack": {"thread_id": thread.id},
         }
-        return await asyncio.to_thread(self.ctx.queue.enqueue, JobRequest(
+        return await self._enqueue_once(delivery, JobRequest(
             kind=JobKind.RESOLVE_ISSUE, repo=writer.repo, number=issue["number"], requester=writer.login,
             installation_id=writer.installation, trigger=trigger))
+
+    # ------------------------------------------------------------------------------------ campaigns
+
+    async def campaign(self, command: commands.Campaign) -> dict[str, Any]:
+        """`/honk campaign [owner/name] <body>`: the campaign issue, opened by the App in the repository (labelled
+        HONK_CAMPAIGN_LABEL) for a linked writer, and its start queued as the label would (CONTRACT.md section 7).
+        A mistake in the block is answered here, and nothing is opened."""
+        request = self.request
+        login = await self.linked()
+        repo = command.repo or await asyncio.to_thread(self.store.channel_repo, request.team, request.channel)
+        if repo is None:
+            raise Refused(blocks.problem(commands.NEEDS_CAMPAIGN), "no_repository")
+        try:
+            parsed = parse_campaign(command.text)
+        except CampaignSpecError as exc:
+            raise Refused(blocks.problem(f"The campaign has a mistake, so nothing was started: {exc}"),
+                          "invalid_campaign") from None
+        writer = await self.writer(login, repo)
+        title = commands.title_of(parsed.task) or "A campaign from Slack"
+        async with await self.app.repo(writer.installation, writer.repo) as gh:
+            opened = await self._recalled("slack.campaign_opened")
+            if opened:
+                issue = await gh.issue(int(opened["issue"]))
+            else:
+                permalink = await self._permalink(request.ts) if request.ts else ""
+                issue = await gh.create_issue(title, _issue_body(command.text, writer.login, permalink, ""),
+                                              [self.settings.honk_campaign_label])
+                await self._remember("slack.campaign_opened", repo=writer.repo, issue=issue["number"])
+        delivery = f"{request.delivery or f'slack-job:{self.ctx.job.id}'}:campaign"
+        job_id = await self._enqueue_once(delivery, JobRequest(
+            kind=JobKind.CAMPAIGN, repo=writer.repo, number=issue["number"], requester=writer.login,
+            installation_id=writer.installation, trigger={
+                "type": "campaign_label", "label": self.settings.honk_campaign_label, "delivery_id": delivery,
+                "channel": "slack", "sender": _person(writer),
+                "issue": {"number": issue["number"], "title": issue.get("title") or "",
+                          "html_url": issue.get("html_url")}}))
+        link = f"<{issue.get('html_url')}|{writer.repo}#{issue['number']}>" if issue.get("html_url") else \
+            f"{writer.repo}#{issue['number']}"
+        await self.answer(_said(f"🪿 Campaign opened in {link}: its plan and its status table are in the issue, and "
+                                "writers steer it there (`@honk rollout`, `stop`, `update`, `retry`)."))
+        return {"outcome": "campaign_opened", "repo": writer.repo, "issue": issue["number"], "job": job_id}
+
+    async def _enqueue_once(self, delivery: str, request: JobRequest) -> int:
+        """Queue the job once, whatever the retries of this one: found again by its delivery id."""
+        for earlier in await asyncio.to_thread(self.ctx.queue.on_subject, request.subject, limit=50):
+            if earlier.delivery_id == delivery:
+                return earlier.id
+        return await asyncio.to_thread(self.ctx.queue.enqueue, request)
 
     # ------------------------------------------------------------------------------------ a thread's replies
 

@@ -24,6 +24,7 @@ from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, S
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from app.policy import usd
 from app.queue.db import Database
 from app.queue.models import Base, Id, Job, JobStatus
 from app.queue.requests import JobKind, JobRequest
@@ -341,8 +342,8 @@ class CampaignStore:
                                         .order_by(TargetRow.position)))
             budget = row.budget_usd if row.budget_usd is not None else default_budget
             if budget is not None and sum(t.cost_usd or 0.0 for t in rows) >= budget:
-                row.state, row.note, row.finished_at, row.updated_at = BUDGET, f"its budget of ${budget:,.2f} is " \
-                    "spent", now, now
+                row.state, row.note = BUDGET, f"its budget of {usd(budget, cents=True)} is spent"
+                row.finished_at = row.updated_at = now
                 advanced.budget_reached = True
                 for target in rows:
                     if target.state == WAITING:

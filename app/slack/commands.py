@@ -8,7 +8,8 @@ The same words work after a mention (`@Honk acme/widgets fix the spinner`) and a
     channel owner/name           BindChannel: this channel's asks go to owner/name
     status | stop                Status / Stop: about the work of the thread it is written in
     merge [owner/name][#]N       Merge: the thread's pull request, or the one named
-    campaign <anything>          Campaign: handed on as written
+    campaign [owner/name] <body> Campaign: a campaign issue's body (its task and ```yaml honk-campaign``` block),
+                                 opened in owner/name (or the channel's bound repository)
     help (or nothing)            Help
 
 A keyword only counts as one where the rest of the words fit it: "stop the spinner from flickering" and "merge
@@ -38,7 +39,9 @@ NEEDS_REPO = ("Name the repository: `/honk owner/name <task>` (or bind this chan
               "`/honk channel owner/name`).")
 NEEDS_TASK = "Say what to do after the repository: `/honk {repo} <task>`, for example `/honk {repo} fix the typo`."
 NEEDS_BIND_REPO = "Name the repository to bind this channel to: `/honk channel owner/name`."
-NEEDS_CAMPAIGN = "Say what the campaign should do: `/honk campaign <what to change across repositories>`."
+NEEDS_CAMPAIGN = ("Say what the campaign should do, with its block: `/honk campaign owner/name <the task>` followed "
+                  "by a ```yaml honk-campaign``` block naming the repositories (`repos: all`, filters, `canary`...). "
+                  "The campaign issue is opened in owner/name.")
 
 # GitHub's rules: an account is 1-39 letters, digits and single inner hyphens (older ones may have doubled or
 # trailing hyphens, which GitHub still serves); a repository is 1-100 letters, digits, `.`, `-` and `_`, but not
@@ -92,7 +95,10 @@ class Merge:
 
 @dataclass(frozen=True)
 class Campaign:
-    rest: str
+    """A fleet campaign: `text` is the campaign issue's body, opened in `repo` (None: the channel's bound one)."""
+
+    repo: str | None
+    text: str
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,13 @@ def parse(text: str) -> Command:
         if bound is not None:
             return bound
     if keyword == "campaign":
-        return Campaign(rest) if rest else Problem(NEEDS_CAMPAIGN)
+        if not rest:
+            return Problem(NEEDS_CAMPAIGN)
+        head, body = (*rest.split(maxsplit=1), "")[:2]
+        repo = parse_repo(head)
+        if repo is None:
+            return Campaign(None, rest)
+        return Campaign(repo, body.strip()) if body.strip() else Problem(NEEDS_CAMPAIGN)
     repo = parse_repo(first)
     if repo is not None:
         if not rest:

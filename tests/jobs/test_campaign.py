@@ -380,3 +380,18 @@ def test_honk_campaign_start_opens_the_issue_and_starts_from_the_command_line(fl
     until(world, "the campaign", lambda: campaign_api(world)["state"] == "done" or None)
     assert sorted(campaign_pulls(world)) == ["acme/svc-001"]
     assert until(world, "the table", lambda: "🏁" in table(world, 1) or None)
+
+
+def test_the_campaigns_budget_stops_it_cleanly_and_says_so(fleet: World) -> None:
+    world = fleet
+    serve(world, HONK_WORKER_CONCURRENCY="2")
+    issue, _ = start(world, spec(repos="[acme/svc-001, acme/svc-002, acme/svc-005]", canary=0, concurrency=1,
+                                 budget_usd=0.0001))
+    until(world, "the budget", lambda: campaign_api(world)["state"] == "budget" or None)
+    api = campaign_api(world)
+    assert sorted(campaign_pulls(world)) == ["acme/svc-001"]  # the first one spent it all
+    assert [t["state"] for t in api["targets"]] == ["opened", "stopped", "stopped"]
+    assert api["figures"]["cost_usd"] >= 0.0001 and api["budget_usd"] == 0.0001
+    [said] = [c["body"] for c in world.bot_comments(issue) if "💸" in c["body"] and "campaign-table" not in c["body"]]
+    assert "its budget of $0.0001 is spent" in said and "budget_usd" in said
+    until(world, "the table", lambda: "Stopped at its budget" in table(world, issue) or None, timeout=30)

@@ -218,9 +218,11 @@ def test_a_bound_channel_needs_no_repository_and_commands_answer_privately(slack
                for m in slack.fake.messages(CHANNEL))
     assert slack.store.channel_repo(TEAM_ID, CHANNEL) == REPO
 
+    # A campaign without its block is answered with what is missing; nothing is opened.
     assert slack.run(slack.command(ALICE, "campaign bump the linter everywhere"))["result"]["outcome"] == \
-        "campaigns_unavailable"
-    assert "Campaigns are not available yet" in slack.ephemerals(ALICE)[-1]
+        "invalid_campaign"
+    assert "yaml honk-campaign" in slack.ephemerals(ALICE)[-1]
+    assert not slack.world.github.calls("create_issue")
 
     resolved, thread = slack.ask(TASK)
     assert resolved["repo"] == REPO and thread.repo == REPO and thread.pull_number
@@ -357,3 +359,22 @@ def test_stop_in_the_thread_cancels_the_work_for_a_writer(slack: Slack) -> None:
     # `/honk stop` has no thread to act in: it says where to ask.
     assert slack.run(slack.command(ALICE, "stop"))["result"]["outcome"] == "no_thread"
     assert "in the thread of a request" in slack.ephemerals(ALICE)[-1]
+
+
+def test_a_campaign_from_slack_opens_the_campaign_issue_and_starts_it(slack: Slack) -> None:
+    world = slack.world
+    body = ("Spin widgets forwards everywhere\n\n```yaml honk-campaign\nrepos: [acme/widgets]\ncanary: 0\n```")
+    world.model.script(*FIX)
+    said = slack.run(slack.command(ALICE, f"campaign {REPO} {body}"))["result"]
+    assert said["outcome"] == "campaign_opened" and said["repo"] == REPO, said
+    issue = world.github.issue(REPO, said["issue"])
+    assert issue["title"] == "Spin widgets forwards everywhere"
+    assert [label["name"] for label in issue["labels"]] == ["honk-campaign"]
+    assert "Requested by @alice via Slack" in issue["body"]
+    assert f"{REPO}#{said['issue']}" in slack.ephemerals(ALICE)[-1]
+    started = world.finished(said["job"])
+    assert started["requester"] == "alice" and started["result"]["outcome"] == "started", started
+    assert any("honk:campaign-plan" in c["body"] for c in world.bot_comments(said["issue"]))
+    # The pull request follows, on the campaign's branch.
+    wait_for(lambda: [p for p in world.github.pulls(REPO) if p["head"]["ref"].startswith("honk/campaign-1-")],
+             timeout=60, what="the campaign's pull request")

@@ -81,8 +81,11 @@ BOT = "U0HONKBOT"
     ("channel", Problem(NEEDS_BIND_REPO)),
     ("channel acme/", Problem("`acme/` is not a repository: write `/honk channel owner/name`.")),
     ("channel messages are dropped on reconnect", Ask(None, "channel messages are dropped on reconnect")),
-    ("campaign bump lodash to 4.17.21 everywhere", Campaign("bump lodash to 4.17.21 everywhere")),
-    ("campaign status", Campaign("status")),
+    ("campaign bump lodash to 4.17.21 everywhere", Campaign(None, "bump lodash to 4.17.21 everywhere")),
+    ("campaign status", Campaign(None, "status")),
+    ("campaign acme/fleet bump lodash\n```yaml honk-campaign\nrepos: all\n```",
+     Campaign("acme/fleet", "bump lodash\n```yaml honk-campaign\nrepos: all\n```")),
+    ("campaign acme/fleet", Problem(NEEDS_CAMPAIGN)),
     ("campaign", Problem(NEEDS_CAMPAIGN)),
 ])
 def test_slash_command_text(text: str, command: Command) -> None:
