@@ -134,7 +134,7 @@ class Policy(BaseModel):
 
     caps: Caps = Field(default_factory=Caps)
     allowed_models: list[ModelName] | None = None  # None: any model
-    campaign_budget_usd: Usd | None = None  # the default budget of a campaign (parsed and shown; no campaigns yet)
+    campaign_budget_usd: Usd | None = None  # the budget of a campaign whose block sets no `budget_usd`
     reserve_per_call_usd: float = Field(DEFAULT_RESERVE_USD, gt=0, strict=True, allow_inf_nan=False)
 
     @field_validator("allowed_models", mode="before")

@@ -33,11 +33,18 @@ How the figures are computed, per job, from GET /api/jobs/{id} (Honk's clock; be
   which is in this process), the sandboxed tool calls, local git (commit, diff), the audit and the event writes;
 - start delay: from the moment the bench delivered the webhook (just before the POST) to the `job.started` event;
   also from `job.queued` (the delivery stored) to `job.started`.
+Also printed: Honk's own time split by the event that closes each gap between events (minus the git, model and
+verifier time inside it); the span from the first target job's start to the last one's end, and how much of it had
+no target job running (the queue waiting on the campaign's bookkeeping, which refills its `concurrency` slots);
+the campaign's wall time per target beyond the targets' mean git and model time (the elapsed cost of a target once
+the queue, the worker slot kept for people and the bookkeeping are counted); the bookkeeping jobs (`campaign_sync`)
+that ran and those folded into another before running.
 GitHub requests: every request the fake recorded (`requests`, by route name) from the campaign's label to the
 campaign's end (plus a few seconds until the fake falls quiet, for the last table edit), leaving out those of the
-single-issue job (any path naming `acme/solo-000`); "API" excludes git's smart HTTP (info/refs, upload-pack,
-receive-pack), which GitHub does not count against the REST rate limit. Content-creating requests come from the
-fake's `metered` (POST, PATCH, PUT, DELETE, GraphQL mutations) over the same span.
+single-issue job (any path naming `acme/solo-000`; its installation-wide calls, if any, stay in). "API" excludes
+git's smart HTTP (info/refs, upload-pack, receive-pack), which GitHub does not count against the REST rate limit.
+Content-creating requests come from the fake's `metered` (POST, PATCH, PUT, DELETE, GraphQL mutations) over the
+same span.
 """
 
 from __future__ import annotations
@@ -272,8 +279,10 @@ def own_segments(events: list[dict[str, Any]], at: list[float], started: float) 
             gap -= float(data.get("fetch_s") or 0) + float(data.get("clone_s") or 0)
         elif kind == "git.pushed":
             gap -= float(data.get("seconds") or 0)
-        elif kind in ("model.response", "judge.verdict", "verify.tests"):
-            continue  # the model's (or the verifiers') own time
+        elif kind == "verify.tests":
+            gap -= float(data.get("duration_s") or 0)
+        elif kind in ("model.response", "judge.verdict"):
+            continue  # the model's time: its request is the event just before
         segments[kind] += gap
     return dict(segments)
 

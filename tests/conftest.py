@@ -21,7 +21,7 @@ from app.queue.db import Database
 from app.settings import Settings, load_settings
 from tests.support import SECRET, postgres_problem
 
-pytest_plugins = ["tests.e2e"]  # the end-to-end world (honk serve + local GitHub + scripted model)
+pytest_plugins = ["tests.e2e", "tests.browser"]  # the end-to-end world; Chromium for the page tests
 
 PG_URL = os.environ.get("HONK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 

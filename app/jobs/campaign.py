@@ -146,7 +146,12 @@ async def _command(ctx: JobContext, app: GitHubApp, repo: Repo, store: CampaignS
                                        "pull requests stay open. `@honk retry` resumes it.")
         return {"outcome": "stopped", "campaign": made.id, "cancelled": stopped.cancel}
     if command == "retry":
-        again = await asyncio.to_thread(store.retry, made.id)
+        # The block is read again for its budget: raising `budget_usd` then `@honk retry` goes on past the old one.
+        try:
+            budget = _budget(ctx, parse_campaign((await repo.issue(made.number)).get("body")).spec)
+        except CampaignSpecError:
+            budget = None  # the block broke since: the campaign keeps its budget
+        again = await asyncio.to_thread(store.retry, made.id, budget_usd=budget)
         words = (f"🔁 Retrying {len(again)} repositories of campaign #{made.id}." if again
                  else f"Campaign #{made.id} has no failed or stopped repository to retry.")
         await repo.comment(job.number, words)
@@ -164,12 +169,11 @@ async def _update(ctx: JobContext, repo: Repo, store: CampaignStore, made: Campa
     except CampaignSpecError as exc:
         await repo.comment(made.number, f"❌ I cannot update campaign #{made.id}: {exc}")
         return {"outcome": "invalid_spec", "detail": str(exc)}
-    title = (issue.get("title") or made.title).strip()
-    if request.task == made.task and title == made.title:
+    if request.task == made.task:
         await repo.comment(made.number, f"The task of campaign #{made.id} has not changed since it started, so there "
                                         "is nothing to update. Edit the issue's text first.")
         return {"outcome": "unchanged", "campaign": made.id}
-    again = await asyncio.to_thread(store.update, made.id, request.task, title)
+    again = await asyncio.to_thread(store.update, made.id, request.task)
     await repo.comment(made.number, f"🔁 The task changed: reapplying it to {len(again)} open pull request(s) of "
                                     f"campaign #{made.id} as follow-up commits; repositories not reached yet get the "
                                     "new task. (The selector is read once, at the start: a campaign keeps its "
@@ -194,13 +198,15 @@ async def campaign_sync(ctx: JobContext) -> dict[str, Any]:
     news = [p for p in payloads if p.get("news")]
     recorded = [await _record(app, store, made, j) for j in _latest_per_pull(news)]
     before = made.state
-    advanced = await asyncio.to_thread(store.advance, made.id, _target_job)
-    for job_id in advanced.cancel:
-        await asyncio.to_thread(ctx.queue.cancel, job_id)
+    advanced = await asyncio.to_thread(store.advance, made.id, target_job)
+    # What the repositories' own jobs changed (their last one finished it, spent its budget) is said here too.
+    told = [*(word for p in payloads for word in p.get("announce") or []), *advanced.announcements()]
+    for job_id in [*(j for p in payloads for j in p.get("cancel") or []), *advanced.cancel]:
+        await asyncio.to_thread(ctx.queue.cancel, int(job_id))
     made = await asyncio.to_thread(store.get, made.id) or made
     targets = await asyncio.to_thread(store.targets, made.id)
     wait = await _table_wait(store, made)
-    if wait > 0 and made.state == before and not any(p.get("table_now") for p in payloads):
+    if wait > 0 and made.state == before and not told and not any(p.get("table_now") for p in payloads):
         # Only progress changed, and the table was edited moments ago: one later run brings it up to date (runs
         # queued meanwhile fold into it).
         await asyncio.to_thread(store.sync, made, delay=wait)
@@ -209,14 +215,14 @@ async def campaign_sync(ctx: JobContext) -> dict[str, Any]:
                                absorbed=[j.id for j in absorbed], table_in_seconds=round(wait, 1))
         return {"outcome": "synced", "campaign": made.id, "state": made.state, "queued": len(advanced.queued)}
     async with await app.repo(made.installation_id, made.repo) as repo:
-        if advanced.rolled_out:
+        if "rolled_out" in told:
             await repo.comment(made.number, f"🚀 Every canary of campaign #{made.id} is green: rolling out to the "
                                             "rest (`auto_rollout`).")
-        if advanced.budget_reached:
+        if "budget" in told:
             await repo.comment(made.number, f"💸 Campaign #{made.id} stopped: {made.note}. No new pull request will be "
                                             "opened; the open ones stay open. Raise `budget_usd` in the block and "
                                             "comment `@honk retry` to go on.")
-        if advanced.finished:
+        if "finished" in told and made.state == "done":
             await repo.comment(made.number, f"🏁 Campaign #{made.id} is done: "
                                             f"{say.summary(say.figures(made, targets, _now()), made)}.")
         await _show_table(ctx, store, repo, made, targets)
@@ -295,7 +301,7 @@ async def _table_wait(store: CampaignStore, made: Campaign) -> float:
     return max(0.0, TABLE_EVERY - since)
 
 
-def _target_job(made: Campaign, target: Target) -> JobRequest:
+def target_job(made: Campaign, target: Target) -> JobRequest:
     """The job that runs one repository of a campaign, as the campaign's requester."""
     sender = made.spec.get("sender") or {}
     return JobRequest(kind=JobKind.CAMPAIGN_TARGET, repo=target.repo, number=None, requester=made.requester,

@@ -20,8 +20,9 @@ from app.checkout.workspace import Workspace
 from app.github.client import GitHubApp
 from app.jobs import campaign_report as say
 from app.jobs import report, steps
+from app.jobs.campaign import target_job
 from app.jobs.steps import Attempt, Run
-from app.queue.campaigns import FAILED, NOT_NEEDED, OPENED, Campaign, CampaignStore
+from app.queue.campaigns import FAILED, NOT_NEEDED, OPENED, STOPPED, STOPPED_TARGET, Campaign, CampaignStore
 from app.queue.context import JobContext, JobFailed
 from app.settings import github_web_root
 
@@ -42,18 +43,19 @@ async def campaign_target(ctx: JobContext, app: GitHubApp) -> dict[str, Any]:
     except JobFailed as exc:
         if not exc.retry or job.attempts >= job.max_attempts:
             await asyncio.to_thread(store.target_finished, campaign_id, job.repo, job.id, state=FAILED,
-                                    reason=str(exc).splitlines()[0][:300])
+                                    reason=str(exc).splitlines()[0][:300], make_job=target_job)
         raise
     except asyncio.CancelledError:
         raise  # stopped: the campaign's stop already marked the target
     except Exception as exc:
         if job.attempts >= job.max_attempts:
             await asyncio.to_thread(store.target_finished, campaign_id, job.repo, job.id, state=FAILED,
-                                    reason=f"{type(exc).__name__}: {exc}"[:300])
+                                    reason=f"{type(exc).__name__}: {exc}"[:300], make_job=target_job)
         raise
     await asyncio.to_thread(store.target_finished, campaign_id, job.repo, job.id, state=result["state"],
                             reason=result.get("reason"), pull=result.get("pull"), head_sha=result.get("commit"),
-                            checks="pending" if result.get("commit") else None, cost_usd=result.get("cost_usd", 0.0))
+                            checks="pending" if result.get("commit") else None, cost_usd=result.get("cost_usd", 0.0),
+                            make_job=target_job)
     return {k: v for k, v in result.items() if k != "pull"} | {"campaign": campaign_id}
 
 
@@ -64,7 +66,7 @@ async def campaign_target_refused(ctx: JobContext, refusal: dict[str, Any]) -> N
     campaign_id = int(job.payload.get("campaign_id") or 0)
     if await asyncio.to_thread(store.target_started, campaign_id, job.repo, job.id) is not None:
         await asyncio.to_thread(store.target_finished, campaign_id, job.repo, job.id, state=FAILED,
-                                reason=refusal.get("detail") or "not authorised")
+                                reason=refusal.get("detail") or "not authorised", make_job=target_job)
 
 
 async def _run(ctx: JobContext, app: GitHubApp, made: Campaign, total: int) -> dict[str, Any]:
@@ -96,6 +98,8 @@ async def _change(run: Run, workspace: Workspace, info: dict[str, Any], made: Ca
         return {"state": NOT_NEEDED if stopped is None else FAILED, "outcome": "not_needed" if stopped is None
                 else "stopped_early", "reason": reason, **figures}
     await steps.guard_change(run, workspace)
+    if (halted := await _halted(run, made)) is not None:
+        return halted | figures  # what the model cost counts, pushed or not
     summary = attempt.result.summary
     title = report.change_title(summary, made.title, 0)
     pushed = await steps.commit_and_push(run, workspace, sandbox, attempt, title=title, summary=summary,
@@ -130,6 +134,16 @@ async def _open_or_update_pull(run: Run, workspace: Workspace, info: dict[str, A
     await run.ctx.audit.record("pull_request", number=pull["number"], url=pull.get("html_url"), opened=opened,
                                draft=bool(pull.get("draft")), campaign=made.id)
     return pull, opened
+
+
+async def _halted(run: Run, made: Campaign) -> dict[str, Any] | None:
+    """A `@honk stop` that came while the model worked: nothing is pushed, no pull request opened (the job's own
+    cancel follows at its next heartbeat; this closes the window before it). A spent budget lets running work end."""
+    now = await asyncio.to_thread(CampaignStore(run.ctx.queue).get, made.id)
+    if now is None or now.state != STOPPED:
+        return None
+    await run.ctx.audit.record("campaign.halted", campaign=made.id, state=now.state)
+    return {"state": STOPPED_TARGET, "outcome": "stopped", "reason": now.note or "the campaign was stopped"}
 
 
 def _first_line(text: str) -> str:

@@ -159,6 +159,11 @@ class Advanced:
     finished: bool = False
     cancel: list[int] = field(default_factory=list)  # queued or running jobs to cancel (the budget ran out)
 
+    def announcements(self) -> list[str]:
+        """What the campaign issue is told of this step: `rolled_out`, `budget`, `finished`."""
+        return [word for word, said in (("rolled_out", self.rolled_out), ("budget", self.budget_reached),
+                                        ("finished", self.finished)) if said]
+
 
 @dataclass(frozen=True)
 class Stopped:
@@ -275,9 +280,10 @@ class CampaignStore:
 
     def target_finished(self, campaign_id: int, repo: str, job_id: int, *, state: str, reason: str | None = None,
                         pull: dict[str, Any] | None = None, head_sha: str | None = None, checks: str | None = None,
-                        cost_usd: float = 0.0) -> bool:
-        """Record what the target's job came to, and queue the campaign's bookkeeping, in one commit. False when
-        the job is no longer the target's (a newer one took over): nothing is recorded."""
+                        cost_usd: float = 0.0, make_job: TargetJob | None = None) -> bool:
+        """Record what the target's job came to, and queue the campaign's bookkeeping, in one commit; with
+        `make_job`, the slot it frees is filled in the same commit too (no waiting for the bookkeeping job). False
+        when the job is no longer the target's (a newer one took over): nothing is recorded."""
         with self.db.session() as session:
             now = self.db.now(session)
             campaign = _locked(session, campaign_id)
@@ -297,7 +303,12 @@ class CampaignStore:
                 row.review = None if row.review == "approved" else row.review
             elif checks:
                 row.checks = checks
-            self._sync_in(session, _campaign(campaign), now)
+            advanced = self._advance_in(session, campaign, make_job, now) if make_job else Advanced()
+            news = advanced.announcements()
+            if news or not self._sync_waiting(session, campaign_id):
+                # What changed the campaign's state is said at once; progress alone joins a run already waiting.
+                self._sync_in(session, _campaign(campaign), now, delay=0.0 if news else SYNC_DELAY,
+                              trigger={"announce": news, "cancel": advanced.cancel} | _TABLE_NOW if news else None)
             return True
 
     # News of a target's pull request (webhooks)
@@ -312,11 +323,14 @@ class CampaignStore:
             if row is None or row.pull_number != pull_number:
                 return False
             if checks and head_sha:
-                if row.head_sha and head_sha != row.head_sha:
-                    return False
-                # Red is sticky for a head: one failing suite makes the head red whatever else passes.
-                row.head_sha = head_sha
-                row.checks = "red" if "red" in (checks, row.checks) else checks
+                if head_sha != row.head_sha:
+                    # A newer head (a follow-up pushed to the pull request): GitHub sends a suite's news with the
+                    # pull requests whose head it still is, so news of an older head never gets here.
+                    row.head_sha, row.checks = head_sha, checks
+                    row.review = None if row.review == "approved" else row.review
+                else:
+                    # Red is sticky for a head: one failing suite makes the head red whatever else passes.
+                    row.checks = "red" if "red" in (checks, row.checks) else checks
             if review:
                 row.review = review
             if pull_state:
@@ -332,46 +346,52 @@ class CampaignStore:
         """Fill the campaign's free slots with its next targets (at most `concurrency` queued or running; only
         canaries before the rollout), roll out on green canaries under `auto_rollout`, stop at the budget, and
         finish when every target has. One commit: targets queued here have their jobs."""
-        advanced = Advanced()
         with self.db.session() as session:
-            now = self.db.now(session)
             row = _locked(session, campaign_id)
-            if row is None or row.state not in (CANARY, ROLLOUT):
-                return advanced
-            rows = list(session.scalars(select(TargetRow).where(TargetRow.campaign_id == campaign_id)
-                                        .order_by(TargetRow.position)))
-            budget = row.budget_usd if row.budget_usd is not None else default_budget
-            if budget is not None and sum(t.cost_usd or 0.0 for t in rows) >= budget:
-                row.state, row.note = BUDGET, f"its budget of {usd(budget, cents=True)} is spent"
-                row.finished_at = row.updated_at = now
-                advanced.budget_reached = True
-                for target in rows:
-                    if target.state == WAITING:
-                        target.state, target.reason, target.updated_at = STOPPED_TARGET, "the budget is spent", now
-                    elif target.state == QUEUED and target.job_id:
-                        advanced.cancel.append(target.job_id)
-                return advanced
-            if row.state == CANARY and _canaries_green(rows) and (row.spec or {}).get("auto_rollout"):
-                row.state, row.rollout_at, row.updated_at = ROLLOUT, now, now
-                advanced.rolled_out = True
-            concurrency = int((row.spec or {}).get("concurrency") or 5)
-            free = concurrency - sum(1 for t in rows if t.state in ACTIVE)
-            campaign = _campaign(row)
-            for target in rows:
-                if free <= 0:
-                    break
-                if target.state != WAITING or (row.state == CANARY and not target.canary):
-                    continue
-                target.runs = (target.runs or 0) + 1
-                target.state, target.reason, target.updated_at = QUEUED, None, now
-                request = make_job(campaign, _target(target))
-                target.job_id = self.queue.enqueue_in(session, request, now)
-                advanced.queued.append(_target(target))
-                free -= 1
-            if all(t.state in (*FINISHED, SKIPPED) for t in rows):
-                row.state, row.finished_at, row.updated_at = DONE, now, now
-                advanced.finished = True
+            if row is None:
+                return Advanced()
+            return self._advance_in(session, row, make_job, self.db.now(session), default_budget)
+
+    def _advance_in(self, session: Session, row: CampaignRow, make_job: TargetJob, now: datetime,
+                    default_budget: float | None = None) -> Advanced:
+        advanced = Advanced()
+        if row.state not in (CANARY, ROLLOUT):
             return advanced
+        rows = list(session.scalars(select(TargetRow).where(TargetRow.campaign_id == row.id)
+                                    .order_by(TargetRow.position)))
+        _settle_orphans(session, rows, now)
+        budget = row.budget_usd if row.budget_usd is not None else default_budget
+        if budget is not None and sum(t.cost_usd or 0.0 for t in rows) >= budget:
+            row.state, row.note = BUDGET, f"its budget of {usd(budget, cents=True)} is spent"
+            row.finished_at = row.updated_at = now
+            advanced.budget_reached = True
+            for target in rows:
+                if target.state in (WAITING, QUEUED):
+                    if target.state == QUEUED and target.job_id:
+                        advanced.cancel.append(target.job_id)
+                    target.state, target.reason, target.updated_at = STOPPED_TARGET, "the budget is spent", now
+            return advanced
+        if row.state == CANARY and _canaries_green(rows) and (row.spec or {}).get("auto_rollout"):
+            row.state, row.rollout_at, row.updated_at = ROLLOUT, now, now
+            advanced.rolled_out = True
+        concurrency = int((row.spec or {}).get("concurrency") or 5)
+        free = concurrency - sum(1 for t in rows if t.state in ACTIVE)
+        campaign = _campaign(row)
+        for target in rows:
+            if free <= 0:
+                break
+            if target.state != WAITING or (row.state == CANARY and not target.canary):
+                continue
+            target.runs = (target.runs or 0) + 1
+            target.state, target.reason, target.updated_at = QUEUED, None, now
+            request = make_job(campaign, _target(target))
+            target.job_id = self.queue.enqueue_in(session, request, now)
+            advanced.queued.append(_target(target))
+            free -= 1
+        if all(t.state in (*FINISHED, SKIPPED) for t in rows):
+            row.state, row.finished_at, row.updated_at = DONE, now, now
+            advanced.finished = True
+        return advanced
 
     def table_edited(self, campaign_id: int, comment_id: int) -> None:
         """The status table was written (the comment, when made): now."""
@@ -389,6 +409,12 @@ class CampaignStore:
         """Queue the campaign's bookkeeping (news, free slots, its table)."""
         with self.db.session() as session:
             return self._sync_in(session, campaign, self.db.now(session), delay=delay, trigger=trigger)
+
+    def _sync_waiting(self, session: Session, campaign_id: int) -> bool:
+        """A bookkeeping run of the campaign is queued and not started: it will see whatever is committed now."""
+        return session.scalar(select(func.count()).select_from(Job).where(
+            Job.kind == JobKind.CAMPAIGN_SYNC, Job.subject == f"campaign-sync:{campaign_id}",
+            Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))) > 0
 
     def _sync_in(self, session: Session, campaign: Campaign, now: datetime, *, delay: float = SYNC_DELAY,
                  trigger: dict[str, Any] | None = None) -> int:
@@ -431,23 +457,27 @@ class CampaignStore:
             self._sync_in(session, _campaign(row), now, delay=0.0, trigger=_TABLE_NOW)
             return Stopped(_campaign(row), cancel)
 
-    def retry(self, campaign_id: int) -> list[Target]:
-        """Failed targets (and those a stop or the budget caught) wait again; a finished campaign runs again."""
-        return self._again(campaign_id, (FAILED, STOPPED_TARGET), task=None)
+    def retry(self, campaign_id: int, *, budget_usd: float | None = None) -> list[Target]:
+        """Failed targets (and those a stop or the budget caught) wait again; a finished campaign runs again. A
+        `budget_usd` given replaces the campaign's (raised in the block, read again by the command)."""
+        return self._again(campaign_id, (FAILED, STOPPED_TARGET), task=None, budget_usd=budget_usd)
 
-    def update(self, campaign_id: int, task: str, title: str) -> list[Target]:
+    def update(self, campaign_id: int, task: str) -> list[Target]:
         """The task changed: every target with an open pull request runs again on its branch (a follow-up
-        commit), and targets not yet run will use the new task."""
-        return self._again(campaign_id, (OPENED,), task=(task, title))
+        commit), and targets not yet run will use the new task. (The title stays: the branch is named after it.)"""
+        return self._again(campaign_id, (OPENED,), task=task)
 
-    def _again(self, campaign_id: int, states: tuple[str, ...], *, task: tuple[str, str] | None) -> list[Target]:
+    def _again(self, campaign_id: int, states: tuple[str, ...], *, task: str | None,
+               budget_usd: float | None = None) -> list[Target]:
         with self.db.session() as session:
             now = self.db.now(session)
             row = _locked(session, campaign_id)
             if row is None:
                 return []
             if task is not None:
-                row.task, row.title = task
+                row.task = task
+            if budget_usd is not None:
+                row.budget_usd = budget_usd
             again = []
             for target in session.scalars(select(TargetRow).where(TargetRow.campaign_id == campaign_id,
                                                                   TargetRow.state.in_(states))):
@@ -474,6 +504,22 @@ class CampaignStore:
                 select(Job.id).join(TargetRow, TargetRow.job_id == Job.id)
                 .where(TargetRow.campaign_id == campaign_id,
                        Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))))
+
+
+def _settle_orphans(session: Session, rows: list[TargetRow], now: datetime) -> None:
+    """Targets still queued or running whose job has ended without saying so (its worker died on every attempt,
+    or it was cancelled from outside the campaign): failed or stopped, so that the campaign can finish."""
+    active = {t.job_id: t for t in rows if t.state in ACTIVE and t.job_id}
+    if not active:
+        return
+    for job_id, status, error in session.execute(select(Job.id, Job.status, Job.error).where(
+            Job.id.in_(list(active)), Job.status.in_((JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)))):
+        target = active[job_id]
+        if status == JobStatus.CANCELLED:
+            target.state, target.reason = STOPPED_TARGET, "its job was cancelled"
+        else:
+            target.state, target.reason = FAILED, (error or "its job ended without a result")[:300]
+        target.finished_at = target.updated_at = now
 
 
 def _canaries_green(rows: list[TargetRow]) -> bool:

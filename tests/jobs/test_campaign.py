@@ -229,8 +229,9 @@ def test_stop_halts_the_campaign_and_retry_resumes_it(fleet: World) -> None:
     until(world, "the first pull request", lambda: campaign_pulls(world) or None)
     stopped = command(world, issue, "@honk stop")
     assert stopped["result"]["outcome"] == "stopped", stopped
-    until(world, "every job of the campaign ended", lambda: not targets_in(world, "queued", "running") or None)
-    time.sleep(2)
+    until(world, "every job of the campaign ended", lambda: all(
+        world.job(t["job_id"])["status"] in ("succeeded", "failed", "cancelled")
+        for t in campaign_api(world)["targets"] if t["job_id"]) or None)
     frozen = campaign_pulls(world)
     api = campaign_api(world)
     assert api["state"] == "stopped" and targets_in(world, "stopped")

@@ -11,11 +11,8 @@ Like the job-page tests, it skips without Chromium or playwright, and fails inst
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from app.agent.judge import JudgeVerdict
 from app.checkout.extract import VerifierResult
@@ -25,11 +22,7 @@ from app.slack import blocks as b
 from app.slack.blocks import Pull, Result, Subject
 from tests.slack.preview import PHONE_WIDTH, Post, block_html, mrkdwn, thread_html
 
-REQUIRE_BROWSER = os.environ.get("HONK_REQUIRE_BROWSER") == "1"
 SCREENSHOTS = os.environ.get("HONK_SCREENSHOTS")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 REPO = "acme/widgets"
 ALICE, BOB = "U0ALICE01", "U0BOB0002"
@@ -84,33 +77,6 @@ def test_the_page_is_self_contained() -> None:
 
 
 # In Chromium, at a phone's width
-
-
-def _browser_problem() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -e '.[dev]')"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    problem = _browser_problem()
-    if problem:
-        if REQUIRE_BROWSER:
-            pytest.fail(f"HONK_REQUIRE_BROWSER=1 but {problem}")
-        pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_a_thread_reads_on_a_phone(browser: Any) -> None:

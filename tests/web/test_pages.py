@@ -33,11 +33,7 @@ from tests.fakes.messages_api import FakeMessagesAPI, bash, edit, end, reply, th
 from tests.support import HonkProcess, app_private_key, free_port, honk_env, labeled_payload, live_server, wait_for
 
 # Read at import time: the make_settings fixture clears HONK_* variables from the environment.
-REQUIRE_BROWSER = os.environ.get("HONK_REQUIRE_BROWSER") == "1"
 SCREENSHOTS = os.environ.get("HONK_SCREENSHOT_DIR")  # where to keep a picture of the job page, if anywhere
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN = "correct horse battery staple"
 REPO, OTHER = "acme/widgets", "acme/gadgets"
 HOSTILE = "<script>document.title='pwned'</script>"
@@ -47,34 +43,6 @@ FIX = (reply(thinking("Read the code first."), bash(f"cat widgets.py; echo \"{HO
 
 
 # The browser
-
-def _browser_problem() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -e '.[dev]')"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One Chromium for the whole module; each test opens its own context (its own cookies)."""
-    problem = _browser_problem()
-    if problem:
-        if REQUIRE_BROWSER:
-            pytest.fail(f"HONK_REQUIRE_BROWSER=1 but {problem}")
-        print(f"skipping the browser tests: {problem}")
-        pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 # A real Honk that has run real jobs

@@ -27,11 +27,7 @@ from app.web.app import create_app
 from app.web.auth import SESSION_COOKIE, session_cookie
 from tests.support import ROOT, honk_env, live_server
 
-REQUIRE_BROWSER = os.environ.get("HONK_REQUIRE_BROWSER") == "1"  # read before make_settings clears HONK_*
 SCREENSHOTS = os.environ.get("HONK_SCREENSHOT_DIR")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN = "a dashboard token long enough to pass"
 MONTH = "2026-03"
 POLICY = "caps:\n  repository: {acme/widgets: 10}\n  default: {organization: 50}\ncampaign_budget_usd: 300\n"
@@ -172,32 +168,6 @@ def test_honk_spend_prints_the_same_figures(spend_state: HonkState, tmp_path: Pa
 
 
 # In the browser
-
-def _browser_problem() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -e '.[dev]')"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    problem = _browser_problem()
-    if problem:
-        if REQUIRE_BROWSER:
-            pytest.fail(f"HONK_REQUIRE_BROWSER=1 but {problem}")
-        pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_the_page_shows_a_table_and_a_bar_per_day_in_chromium(browser: Any, spend_state: HonkState) -> None:
