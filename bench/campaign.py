@@ -35,7 +35,7 @@ How the figures are computed, per job, from GET /api/jobs/{id} (Honk's clock; be
   also from `job.queued` (the delivery stored) to `job.started`.
 Also printed: Honk's own time split by the event that closes each gap between events (minus the git, model and
 verifier time inside it); the span from the first target job's start to the last one's end, and how much of it had
-no target job running (the queue waiting on the campaign's bookkeeping, which refills its `concurrency` slots);
+no target job running (a freed slot not yet handed to the next repository);
 the campaign's wall time per target beyond the targets' mean git and model time (the elapsed cost of a target once
 the queue, the worker slot kept for people and the bookkeeping are counted); the bookkeeping jobs (`campaign_sync`)
 that ran and those folded into another before running.

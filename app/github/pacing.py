@@ -213,6 +213,7 @@ class _State:
     strikes: int = 0  # consecutive secondary-limit hits without an answer in between
     hour: deque[float] = field(default_factory=deque)  # when content-creating requests went out, last hour
     sending: bool = False  # a content-creating request is out: the next waits for its answer
+    drained: bool = False  # it took the last of the burst: the next one's interval starts at its answer
 
 
 class Pacer:
@@ -283,6 +284,12 @@ class Pacer:
         with self._lock:
             state, now = self._state(key), self.clock()
             state.sending = False
+            if state.drained:
+                # No burst was left when it went out: the time it spent in flight earns nothing (a slow answer
+                # must not let the next request follow it at once).
+                state.drained = False
+                state.tokens, state.refilled = 0.0, max(state.refilled, now)
+                return
             self._refill(state, now)
             if state.tokens < 1:
                 state.tokens, state.refilled = 0.0, max(state.refilled, now)
@@ -344,6 +351,7 @@ class Pacer:
             until = now + (1 - state.tokens) * self.min_interval
             return _Hold(until, time.time() + until - now, _SPACING, "content")
         state.tokens -= 1
+        state.drained = state.tokens < 1
         state.hour.append(now)
         state.sending = True
         return None
@@ -361,6 +369,7 @@ class Pacer:
         # After a hit no burst is left: content-creating requests resume strictly spaced, one at the pause's end.
         refill = wait / self.min_interval if self.min_interval > 0 else 1.0
         state.tokens, state.refilled = min(state.tokens + refill, 1.0), max(state.refilled, now + wait)
+        state.drained = False  # the pause's own rule decides when the next one goes
         if current is not None and current.until >= now + wait:
             return
         said = {"retry-after": "as retry-after says", "reset": "until x-ratelimit-reset"}.get(limit.said,

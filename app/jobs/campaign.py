@@ -206,30 +206,33 @@ async def campaign_sync(ctx: JobContext) -> dict[str, Any]:
     made = await asyncio.to_thread(store.get, made.id) or made
     targets = await asyncio.to_thread(store.targets, made.id)
     wait = await _table_wait(store, made)
-    if wait > 0 and made.state == before and not told and not any(p.get("table_now") for p in payloads):
+    later = wait > 0 and made.state == before and not told and not any(p.get("table_now") for p in payloads)
+    if later:
         # Only progress changed, and the table was edited moments ago: one later run brings it up to date (runs
         # queued meanwhile fold into it).
         await asyncio.to_thread(store.sync, made, delay=wait)
-        await ctx.audit.record("campaign.synced", campaign=made.id, state=made.state, news=len(news),
-                               recorded=sum(recorded), queued=[t.repo for t in advanced.queued],
-                               absorbed=[j.id for j in absorbed], table_in_seconds=round(wait, 1))
-        return {"outcome": "synced", "campaign": made.id, "state": made.state, "queued": len(advanced.queued)}
-    async with await app.repo(made.installation_id, made.repo) as repo:
-        if "rolled_out" in told:
-            await repo.comment(made.number, f"🚀 Every canary of campaign #{made.id} is green: rolling out to the "
-                                            "rest (`auto_rollout`).")
-        if "budget" in told:
-            await repo.comment(made.number, f"💸 Campaign #{made.id} stopped: {made.note}. No new pull request will be "
-                                            "opened; the open ones stay open. Raise `budget_usd` in the block and "
-                                            "comment `@honk retry` to go on.")
-        if "finished" in told and made.state == "done":
-            await repo.comment(made.number, f"🏁 Campaign #{made.id} is done: "
-                                            f"{say.summary(say.figures(made, targets, _now()), made)}.")
-        await _show_table(ctx, store, repo, made, targets)
+    else:
+        async with await app.repo(made.installation_id, made.repo) as repo:
+            await _announce(repo, made, targets, told)
+            await _show_table(ctx, store, repo, made, targets)
     await ctx.audit.record("campaign.synced", campaign=made.id, state=made.state, news=len(news),
                            recorded=sum(recorded), queued=[t.repo for t in advanced.queued],
-                           absorbed=[j.id for j in absorbed])
+                           absorbed=[j.id for j in absorbed], table_in_seconds=round(wait, 1) if later else 0)
     return {"outcome": "synced", "campaign": made.id, "state": made.state, "queued": len(advanced.queued)}
+
+
+async def _announce(repo: Repo, made: Campaign, targets: list[Target], told: list[str]) -> None:
+    """A comment for each turn the campaign took: rolled out by itself, stopped at its budget, done."""
+    if "rolled_out" in told:
+        await repo.comment(made.number, f"🚀 Every canary of campaign #{made.id} is green: rolling out to the rest "
+                                        "(`auto_rollout`).")
+    if "budget" in told:
+        await repo.comment(made.number, f"💸 Campaign #{made.id} stopped: {made.note}. No new pull request will be "
+                                        "opened; the open ones stay open. Raise `budget_usd` in the block and "
+                                        "comment `@honk retry` to go on.")
+    if "finished" in told and made.state == "done":
+        await repo.comment(made.number, f"🏁 Campaign #{made.id} is done: "
+                                        f"{say.summary(say.figures(made, targets, _now()), made)}.")
 
 
 async def _record(app: GitHubApp, store: CampaignStore, made: Campaign, news: dict[str, Any]) -> bool:

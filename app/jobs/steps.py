@@ -43,7 +43,7 @@ TEST_TIMEOUT = 900.0  # per verifier: test suites outlast the shell's per-comman
 MAX_DIFF_CHARS = 200_000  # the diff kept in the audit trail for the job page
 # Which trigger gets the 👀: a comment by its id, a label by its issue. A review as a whole has no reactions.
 _REACTS_TO = {"issue_comment": "comment", "pr_comment": "comment", "command": "comment",
-              "fix_ci_command": "comment", "review_comment": "review_comment"}
+              "fix_ci_command": "comment", "campaign_command": "comment", "review_comment": "review_comment"}
 
 
 class StatusComment:
@@ -183,7 +183,7 @@ def reaction_target(trigger: dict[str, Any]) -> tuple[str, int] | None:
     if kind and isinstance(comment_id, int):
         return kind, comment_id
     number = (trigger.get("issue") or {}).get("number")
-    if trigger.get("type") in ("label", "issue_comment") and isinstance(number, int):
+    if trigger.get("type") in ("label", "issue_comment", "campaign_label") and isinstance(number, int):
         return "issue", number
     return None
 

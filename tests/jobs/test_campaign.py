@@ -143,6 +143,8 @@ def test_canaries_first_then_the_rest_on_a_writers_rollout(fleet: World) -> None
     issue, started = start(world, spec(canary=3, concurrency=3))
     assert started["status"] == "succeeded" and started["result"]["outcome"] == "started", started
 
+    bot = world.github.bot_login
+    assert [r["content"] for r in world.github.reactions(REPO, issue) if r["user"]["login"] == bot] == ["eyes"]
     plan = [c["body"] for c in world.bot_comments(issue) if "honk:campaign-plan" in c["body"]]
     assert len(plan) == 1 and "acme/svc-001" in plan[0] and "acme/svc-007" in plan[0]
     assert "cannot write there" in plan[0]
@@ -344,16 +346,18 @@ def test_a_worker_killed_mid_rollout_loses_no_repository_and_doubles_none(fleet:
 def test_a_secondary_rate_limit_storm_slows_the_campaign_and_fails_nothing(fleet: World) -> None:
     world = fleet
     serve(world, HONK_WORKER_CONCURRENCY="3")
-    # Every fifth repository is a payments service; of those, svc-005, 010, 020 and 025 have a settings.ini.
-    body = spec(topics="[payments]", language="[Python, Go]", canary=0, concurrency=3)
+    # Every fifth repository is a payments service; of those, svc-005, 010, 020 and 025 have a settings.ini. One is
+    # archived (left out by default) and one excluded by name.
+    world.github.archive_repo("acme/svc-020")
+    body = spec(topics="[payments]", language="[Python, Go]", has_file="'**/settings.ini'", exclude="[svc-010]",
+                canary=0, concurrency=3)
     world.github.secondary_share = 0.2  # one API request in five answers "secondary rate limit", retry-after 1
     _, started = start(world, body)
     assert started["status"] == "succeeded", started
     until(world, "the campaign", lambda: campaign_api(world)["state"] == "done" or None, timeout=300)
     api = campaign_api(world)
-    assert sorted(t["repo"] for t in api["targets"]) == ["acme/svc-005", "acme/svc-010", "acme/svc-020",
-                                                         "acme/svc-025"]
-    assert api["figures"]["failed"] == 0 and api["figures"]["opened"] == 4
+    assert sorted(t["repo"] for t in api["targets"]) == ["acme/svc-005", "acme/svc-025"]
+    assert api["figures"]["failed"] == 0 and api["figures"]["opened"] == 2
     assert all(len(found) == 1 for found in campaign_pulls(world).values())
     assert world.github.rate_limited("secondary"), "the storm should have hit"
     for target in api["targets"]:
