@@ -93,6 +93,7 @@ def selected() -> list[str]:
 
 
 def campaign_api(world: World, campaign_id: int = 1) -> dict[str, Any]:
+    """The campaign as /api/campaigns/{id} shows it ({"detail": ...} until it exists: a CLI start is queued)."""
     return httpx.get(f"{world.url}/api/campaigns/{campaign_id}", timeout=10).json()
 
 
@@ -132,8 +133,10 @@ def command(world: World, issue: int, words: str, sender: str = "alice") -> dict
 
 
 def table(world: World, issue: int) -> str:
-    [found] = [c for c in world.bot_comments(issue) if "honk:campaign-table" in c["body"]]
-    return found["body"]
+    """The status table's text ("" until Honk has written it; never two)."""
+    found = [c["body"] for c in world.bot_comments(issue) if "honk:campaign-table" in c["body"]]
+    assert len(found) <= 1, found
+    return found[0] if found else ""
 
 
 def test_canaries_first_then_the_rest_on_a_writers_rollout(fleet: World) -> None:
@@ -164,7 +167,7 @@ def test_canaries_first_then_the_rest_on_a_writers_rollout(fleet: World) -> None
     assert refused["result"]["outcome"] == "not_authorised"
     assert command(world, issue, "@honk rollout")["result"]["outcome"] == "rollout"
     chosen = [r for r in selected() if r != "acme/svc-007"]
-    until(world, "the rollout", lambda: campaign_api(world)["state"] == "done" or None, timeout=240)
+    until(world, "the rollout", lambda: campaign_api(world).get("state") == "done" or None, timeout=240)
 
     pulls = campaign_pulls(world)
     needed = [r for r in chosen if not r.endswith("4")]
@@ -203,7 +206,7 @@ def test_green_canaries_roll_out_on_their_own(fleet: World) -> None:
         suite = world.github.add_check_suite(repo, pull["head"]["sha"], "success")
         answer = world.github.deliver("check_suite", world.github.check_suite_completed(repo, suite))
         assert answer.status_code in (200, 202), answer.text
-    until(world, "the automatic rollout", lambda: campaign_api(world)["state"] == "done" or None, timeout=240)
+    until(world, "the automatic rollout", lambda: campaign_api(world).get("state") == "done" or None, timeout=240)
     assert any("Every canary of campaign #1 is green" in c["body"] for c in world.bot_comments(issue))
     assert sorted(campaign_pulls(world)) == sorted(r for r in selected() if not r.endswith("4"))
     by_repo = {t["repo"]: t for t in campaign_api(world)["targets"]}
@@ -244,7 +247,7 @@ def test_stop_halts_the_campaign_and_retry_resumes_it(fleet: World) -> None:
 
     # Retry picks up what the stop left: every repository still gets exactly one pull request.
     assert command(world, issue, "@honk retry")["result"]["outcome"] == "retried"
-    until(world, "the resumed campaign", lambda: campaign_api(world)["state"] == "done" or None, timeout=240)
+    until(world, "the resumed campaign", lambda: campaign_api(world).get("state") == "done" or None, timeout=240)
     pulls = campaign_pulls(world)
     assert sorted(pulls) == sorted(r for r in selected() if not r.endswith("4"))
     assert all(len(found) == 1 for found in pulls.values())
@@ -256,7 +259,7 @@ def test_update_reapplies_an_edited_task_to_every_open_pull_request(fleet: World
     repos = ["acme/svc-001", "acme/svc-002", "acme/svc-004"]
     body = spec(repos=f"[{', '.join(repos)}]", canary=0)
     issue, _ = start(world, body)
-    until(world, "the campaign", lambda: campaign_api(world)["state"] == "done" or None)
+    until(world, "the campaign", lambda: campaign_api(world).get("state") == "done" or None)
     assert sorted(campaign_pulls(world)) == ["acme/svc-001", "acme/svc-002"]  # svc-004 needs nothing
     heads = {repo: found[0]["head"]["sha"] for repo, found in campaign_pulls(world).items()}
 
@@ -267,7 +270,7 @@ def test_update_reapplies_an_edited_task_to_every_open_pull_request(fleet: World
     assert command(world, issue, "@honk update")["result"]["outcome"] == "updating"
     until(world, "the update", lambda: all(
         found[0]["head"]["sha"] != heads[repo] for repo, found in campaign_pulls(world).items()) or None)
-    until(world, "the campaign", lambda: campaign_api(world)["state"] == "done" or None)
+    until(world, "the campaign", lambda: campaign_api(world).get("state") == "done" or None)
     for repo, found in campaign_pulls(world).items():
         assert len(found) == 1
         ref = found[0]["head"]["ref"]
@@ -328,7 +331,7 @@ def test_a_worker_killed_mid_rollout_loses_no_repository_and_doubles_none(fleet:
     assert world.github.redeliver(label.id).json() == {"status": "duplicate"}
 
     world.start("worker", **fast)
-    until(world, "the campaign", lambda: campaign_api(world)["state"] == "done" or None, timeout=240)
+    until(world, "the campaign", lambda: campaign_api(world).get("state") == "done" or None, timeout=240)
     pulls = campaign_pulls(world)
     assert sorted(pulls) == sorted(r for r in selected() if not r.endswith("4"))
     assert all(len(found) == 1 for found in pulls.values())
@@ -354,7 +357,7 @@ def test_a_secondary_rate_limit_storm_slows_the_campaign_and_fails_nothing(fleet
     world.github.secondary_share = 0.2  # one API request in five answers "secondary rate limit", retry-after 1
     _, started = start(world, body)
     assert started["status"] == "succeeded", started
-    until(world, "the campaign", lambda: campaign_api(world)["state"] == "done" or None, timeout=300)
+    until(world, "the campaign", lambda: campaign_api(world).get("state") == "done" or None, timeout=300)
     api = campaign_api(world)
     assert sorted(t["repo"] for t in api["targets"]) == ["acme/svc-005", "acme/svc-025"]
     assert api["figures"]["failed"] == 0 and api["figures"]["opened"] == 2
@@ -382,7 +385,7 @@ def test_honk_campaign_start_opens_the_issue_and_starts_from_the_command_line(fl
     assert f"Opened {REPO}#1" in cli.output()
     issue = world.github.issue(REPO, 1)
     assert issue["title"] == "Turn off legacy mode" and [x["name"] for x in issue["labels"]] == [LABEL]
-    until(world, "the campaign", lambda: campaign_api(world)["state"] == "done" or None)
+    until(world, "the campaign", lambda: campaign_api(world).get("state") == "done" or None)
     assert sorted(campaign_pulls(world)) == ["acme/svc-001"]
     assert until(world, "the table", lambda: "🏁" in table(world, 1) or None)
 
@@ -392,7 +395,7 @@ def test_the_campaigns_budget_stops_it_cleanly_and_says_so(fleet: World) -> None
     serve(world, HONK_WORKER_CONCURRENCY="2")
     issue, _ = start(world, spec(repos="[acme/svc-001, acme/svc-002, acme/svc-005]", canary=0, concurrency=1,
                                  budget_usd=0.0001))
-    until(world, "the budget", lambda: campaign_api(world)["state"] == "budget" or None)
+    until(world, "the budget", lambda: campaign_api(world).get("state") == "budget" or None)
     api = campaign_api(world)
     assert sorted(campaign_pulls(world)) == ["acme/svc-001"]  # the first one spent it all
     assert [t["state"] for t in api["targets"]] == ["opened", "stopped", "stopped"]
